@@ -1,0 +1,5 @@
+"""Allow `python -m coldchain`."""
+
+from coldchain.cli import main
+
+main()

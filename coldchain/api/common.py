@@ -1,0 +1,53 @@
+"""Shared helpers of the API blueprints: the app context, paging and CSV answers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Response, current_app, jsonify
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from coldchain.api.errors import ApiError
+from coldchain.config import Settings
+from coldchain.reports.tables import to_csv
+
+
+@dataclass
+class AppContext:
+    """What every request needs: settings and the session factory."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+
+def ctx() -> AppContext:
+    """Return the coldchain context of the current app."""
+    return current_app.extensions["coldchain"]  # type: ignore[no-any-return]
+
+
+def page_limit(limit: int | None, fmt: str) -> int | None:
+    """Return the page size: the default for JSON, everything for a CSV export."""
+    settings = ctx().settings
+    if limit is None:
+        return None if fmt == "csv" else int(settings["http_page_size"])
+    maximum = int(settings["http_max_page_size"])
+    if limit > maximum:
+        raise ApiError(400, "invalid", f"limit: at most {maximum}", "limit")
+    return limit
+
+
+def collection(
+    rows: Sequence[Mapping[str, Any]], columns: Sequence[str], fmt: str, filename: str
+) -> Response:
+    """Answer a collection as a JSON array or, with ?format=csv, as a CSV download."""
+    if fmt == "csv":
+        return Response(
+            to_csv(rows, columns),
+            mimetype="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="{filename}.csv"'},
+        )
+    return jsonify(list(rows))

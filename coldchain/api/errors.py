@@ -1,0 +1,71 @@
+"""Map domain and request errors to the contract's JSON error shape; never leak a trace."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException
+
+from coldchain.domain.errors import (
+    ConflictError,
+    DomainError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An error raised by an adapter with its HTTP status."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.field = status, code, message, field
+
+
+def error_response(status: int, code: str, message: str, field: str | None = None) -> Response:
+    """Return `{"error": {"code", "message", "field"?}}` with the status."""
+    body: dict[str, Any] = {"code": code, "message": message}
+    if field is not None:
+        body["field"] = field
+    response = jsonify(error=body)
+    response.status_code = status
+    return response
+
+
+def _status_of(exc: DomainError) -> int:
+    if isinstance(exc, NotFoundError):
+        return 404
+    if isinstance(exc, ConflictError):
+        return 409
+    if isinstance(exc, PermissionDeniedError):
+        return 403
+    return 400
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Install the handlers on the app."""
+
+    @app.errorhandler(ApiError)
+    def _api(exc: ApiError) -> Response:
+        return error_response(exc.status, exc.code, exc.message, exc.field)
+
+    @app.errorhandler(DomainError)
+    def _domain(exc: DomainError) -> Response:
+        return error_response(_status_of(exc), exc.code, exc.message, exc.field)
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException) -> Response:
+        code = (exc.name or "error").lower().replace(" ", "-")
+        response = error_response(exc.code or 500, code, exc.description or exc.name)
+        if exc.code == 405 and exc.valid_methods:  # type: ignore[attr-defined]
+            response.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return error_response(500, "internal", "internal error; it has been logged")

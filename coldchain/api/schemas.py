@@ -1,0 +1,64 @@
+"""Request bodies and query strings of the API, validated with pydantic."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+
+class Strict(BaseModel):
+    # An unknown field is refused (400 naming it): a misspelt optional field must not be
+    # silently ignored on a record that decides a patient's dose.
+    model_config = ConfigDict(extra="forbid")
+
+
+class ShipmentCreate(Strict):
+    """POST /api/v1/shipments."""
+
+    coi: str = Field(description="14-character COI: ISBT 128 DIN + Mod 37-2 check character")
+    profile: str = Field(description="temperature profile name, e.g. LN2_VAPOR")
+    origin_site: str
+    destination_site: str
+    loggers: list[str] = Field(min_length=1)
+    patient: dict[str, str] = Field(description="patient identifiers; stored only as a keyed hash")
+    monitoring_from: AwareDatetime | None = None
+    seal_id: str | None = Field(default=None, max_length=100)
+
+
+class LoggerCreate(Strict):
+    """POST /api/v1/loggers."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+    model: str | None = Field(default=None, max_length=100)
+    firmware: str | None = Field(default=None, max_length=100)
+
+
+class Page(Strict):
+    limit: int | None = Field(default=None, ge=1, description="page size")
+    offset: int = Field(default=0, ge=0)
+    format: Literal["json", "csv"] = "json"
+
+
+class ShipmentQuery(Page):
+    status: str | None = None
+
+
+class ReadingQuery(Page):
+    since: AwareDatetime | None = None
+    until: AwareDatetime | None = None
+    logger: str | None = None
+
+
+class ExcursionQuery(Page):
+    since: AwareDatetime | None = Field(default=None, description="overlapping from")
+    until: AwareDatetime | None = Field(default=None, description="overlapping until")
+    site: str | None = Field(default=None, description="origin or destination site")
+    kind: Literal["HIGH", "LOW", "SIGNAL_LOSS", "high", "low", "signal_loss"] | None = None
+    status: Literal["OPEN", "CLOSED", "open", "closed"] | None = None
+
+
+class DeadLetterQuery(Page):
+    reason: str | None = None
+    logger: str | None = None
+    since: AwareDatetime | None = None

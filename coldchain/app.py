@@ -1,0 +1,47 @@
+"""The Flask application factory."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, Response, g, request
+
+from coldchain.api import fleet, shipments, system
+from coldchain.api.common import AppContext
+from coldchain.api.errors import register_error_handlers
+from coldchain.config import Settings, load_settings
+from coldchain.store.engine import make_engine, make_sessions
+
+
+def create_app(test_config: Mapping[str, Any] | None = None,
+               settings: Settings | None = None) -> Flask:
+    """Build the app; `test_config` overrides settings (e.g. database_url) for tests."""
+    settings = settings or load_settings()
+    if test_config:
+        settings = settings.with_overrides(test_config)
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY=settings.secret_key, JSON_SORT_KEYS=False)
+    engine = make_engine(settings.database_url)
+    app.extensions["coldchain"] = AppContext(settings, engine, make_sessions(engine))
+    register_request_id(app)
+    register_error_handlers(app)
+    app.register_blueprint(shipments.bp)
+    app.register_blueprint(fleet.bp)
+    app.register_blueprint(system.bp)
+    system.register_metrics(app)
+    return app
+
+
+def register_request_id(app: Flask) -> None:
+    """Tag each request with an id (echoed in X-Request-Id) for logs and, later, the audit."""
+
+    @app.before_request
+    def _assign() -> None:
+        g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+
+    @app.after_request
+    def _echo(response: Response) -> Response:
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        return response

@@ -1,0 +1,215 @@
+"""The `coldchain` command."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import sys
+import time
+from typing import Any
+
+import click
+from sqlalchemy import inspect
+from sqlalchemy.exc import OperationalError
+
+from coldchain.config import ConfigError, Settings, load_settings
+from coldchain.domain.errors import DomainError
+from coldchain.domain.roles import SITE_KINDS, Role
+from coldchain.store.engine import make_engine, make_sessions
+from coldchain.store.migrate import upgrade
+
+log = logging.getLogger(__name__)
+
+
+class Context:
+    """Lazily built settings and sessions shared by the subcommands."""
+
+    def __init__(self) -> None:
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            try:
+                self._settings = load_settings()
+            except (ConfigError, DomainError) as exc:
+                raise click.ClickException(str(exc)) from exc
+        return self._settings
+
+    def sessions(self) -> Any:
+        """Return a session factory on a schema that is up to date."""
+        ensure_schema(self.settings.database_url)
+        return make_sessions(make_engine(self.settings.database_url))
+
+
+def ensure_schema(url: str) -> None:
+    """Create or upgrade the schema, tolerating another process doing the same at once."""
+    for attempt in range(5):
+        try:
+            upgrade(url)
+            return
+        except OperationalError as exc:
+            # Two processes started together on a new SQLite file race to create the
+            # tables; the loser finds them made and succeeds on the next try.
+            if attempt == 4:
+                raise click.ClickException(f"cannot prepare the database: {exc.orig}") from exc
+            time.sleep(0.5 + attempt)
+
+
+pass_ctx = click.make_pass_decorator(Context, ensure=True)
+
+
+def _fail(exc: DomainError) -> click.ClickException:
+    field = f" ({exc.field})" if exc.field else ""
+    return click.ClickException(f"{exc.message}{field}")
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level.")
+@click.pass_context
+def main(click_ctx: click.Context, verbose: bool) -> None:
+    """coldchain: cold-chain tracking for autologous cell therapy."""
+    context = click_ctx.ensure_object(Context)
+    level = "DEBUG" if verbose else None
+    try:
+        level = level or str(context.settings.get("log_level", "INFO")).upper()
+    except click.ClickException:
+        level = "INFO"
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+@pass_ctx
+def db_upgrade(context: Context, revision: str) -> None:
+    """Apply the Alembic migrations."""
+    upgrade(context.settings.database_url, revision)
+    engine = make_engine(context.settings.database_url)
+    tables = len(inspect(engine).get_table_names())
+    engine.dispose()
+    click.echo(f"database at {revision}: {tables} tables")
+
+
+@main.group()
+def sites() -> None:
+    """Collection, manufacturing and treatment sites."""
+
+
+@sites.command("add")
+@click.argument("site")
+@click.option("--name", required=True)
+@click.option("--kind", required=True, type=click.Choice(SITE_KINDS))
+@pass_ctx
+def sites_add(context: Context, site: str, name: str, kind: str) -> None:
+    """Register a site."""
+    from coldchain.services.accounts import add_site
+
+    try:
+        add_site(sessions=context.sessions(), site_id=site, name=name, kind=kind)
+    except DomainError as exc:
+        raise _fail(exc) from exc
+    click.echo(f"site {site} added ({kind})")
+
+
+@main.group()
+def users() -> None:
+    """People and their API tokens."""
+
+
+@users.command("add")
+@click.argument("name")
+@click.option("--role", required=True, type=click.Choice([r.value for r in Role]))
+@click.option("--site", default=None, help="Site of a clinic user.")
+@click.option("--password", default=None, help="Generated and printed when not given.")
+@click.option("--full-name", default=None, help="Printed name for signatures.")
+@pass_ctx
+def users_add(context: Context, name: str, role: str, site: str | None, password: str | None,
+              full_name: str | None) -> None:
+    """Create a user; the new API token is printed alone on the last line."""
+    from coldchain.services.accounts import add_user
+
+    generated = password is None
+    password = password or secrets.token_urlsafe(12)
+    try:
+        _user, token = add_user(sessions=context.sessions(), username=name, role=role,
+                                site_id=site, password=password, full_name=full_name)
+    except DomainError as exc:
+        raise _fail(exc) from exc
+    click.echo(f"user {name} added ({role}{', site ' + site if site else ''})")
+    if generated:
+        click.echo(f"password: {password}")
+    click.echo(token)
+
+
+@main.group()
+def loggers() -> None:
+    """Temperature loggers."""
+
+
+@loggers.command("add")
+@click.argument("logger_id")
+@click.option("--model", default=None)
+@click.option("--firmware", default=None)
+@pass_ctx
+def loggers_add(context: Context, logger_id: str, model: str | None, firmware: str | None) -> None:
+    """Register a logger so that its readings are accepted."""
+    from coldchain.services.accounts import add_logger
+
+    try:
+        add_logger(sessions=context.sessions(), logger_id=logger_id, model=model,
+                   firmware=firmware)
+    except DomainError as exc:
+        raise _fail(exc) from exc
+    click.echo(f"logger {logger_id} added")
+
+
+@main.command()
+@click.option("--host", default=None, help="Default: http.host from the config.")
+@click.option("--port", default=None, type=int, help="Default: http.port from the config.")
+@click.option("--threads", default=8, show_default=True)
+@pass_ctx
+def serve(context: Context, host: str | None, port: int | None, threads: int) -> None:
+    """Serve the REST API (waitress)."""
+    from waitress import serve as waitress_serve
+
+    from coldchain.app import create_app
+
+    settings = context.settings
+    check_secret(settings)
+    ensure_schema(settings.database_url)
+    host = host or str(settings["http_host"])
+    port = port or int(settings["http_port"])
+    click.echo(f"coldchain API on http://{host}:{port}/api/v1")
+    waitress_serve(create_app(settings=settings), host=host, port=port, threads=threads,
+                   ident="coldchain")
+
+
+def check_secret(settings: Settings) -> None:
+    """Refuse the shipped default secret key outside debug mode."""
+    if settings["secret_key"] == "change-me-coldchain-dev-secret" and not settings["http_debug"]:
+        log.warning("COLDCHAIN_SECRET_KEY is the shipped default: set your own in production")
+
+
+@main.command()
+@pass_ctx
+def ingest(context: Context) -> None:
+    """Run the MQTT ingest worker until SIGTERM or Ctrl-C."""
+    from coldchain.ingest.worker import run_worker
+
+    run_worker(context.settings, context.sessions())
+
+
+@main.command()
+@click.option("--port", default=None, type=int, help="HTTP port (default demo.http_port).")
+@click.option("--duration", default=None, type=float, help="Stop after this many seconds.")
+@pass_ctx
+def demo(context: Context, port: int | None, duration: float | None) -> None:
+    """Run everything on this machine: broker, worker, API and a simulated fleet."""
+    from coldchain.demo import run_demo
+
+    sys.exit(run_demo(context.settings, http_port=port, duration_s=duration))

@@ -1,0 +1,242 @@
+"""The ingest worker: MQTT in, batched commits, acks only after commit, alerts out."""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import signal
+import ssl
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from coldchain.config import Settings
+from coldchain.domain.senml import PackLimits, Reason
+from coldchain.ingest.mqtturl import parse_mqtt_url
+from coldchain.services import ingest as service
+from coldchain.services.timefmt import now_us
+from coldchain.store.readings import ConcurrentInsertError
+
+log = logging.getLogger(__name__)
+
+ALERTS_TOPIC = "coldchain/v1/alerts/excursions"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A received message with what is needed to ack it later."""
+
+    incoming: service.Incoming
+    mid: int
+    qos: int
+
+
+class Worker:
+    """Consume readings, commit them in batches, and ack each message after its commit."""
+
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session]):
+        self.settings = settings
+        self.sessions = sessions
+        self.inbox: queue.Queue[Delivery] = queue.Queue()
+        self.stopping = threading.Event()
+        self.connected = threading.Event()
+        self.known = service.KnownLoggers()
+        self.limits = PackLimits(
+            max_bytes=int(settings["ingest_max_payload_bytes"]),
+            max_records=int(settings["ingest_max_records"]),
+            max_clock_skew_s=float(settings["ingest_max_clock_skew_s"]),
+        )
+        self.batch_max = int(settings["ingest_batch_max_messages"])
+        self.batch_wait_s = float(settings["ingest_batch_max_ms"]) / 1000
+        self.client = self._make_client()
+
+    def _make_client(self) -> mqtt.Client:
+        address = parse_mqtt_url(str(self.settings["mqtt_url"]))
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=str(self.settings["ingest_client_id"]),
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        if address.username:
+            client.username_pw_set(address.username, address.password)
+        if address.tls:
+            client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self.address = address
+        return client
+
+    def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any,
+                    reason_code: Any, _properties: Any) -> None:
+        if reason_code.is_failure:
+            log.error("broker refused the connection: %s", reason_code)
+            return
+        # Subscribing in on_connect renews the subscription after every reconnect.
+        client.subscribe(
+            [(str(self.settings["ingest_readings_topic"]), 1),
+             (str(self.settings["ingest_status_topic"]), 1)]
+        )
+        self.connected.set()
+        log.info("connected to %s:%s", self.address.host, self.address.port)
+
+    def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any,
+                       reason_code: Any, _properties: Any) -> None:
+        self.connected.clear()
+        if not self.stopping.is_set():
+            log.warning("disconnected from broker (%s); reconnecting", reason_code)
+
+    def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        # Only queue here: parsing and storing happen in the batch loop, and the ack is sent
+        # after the commit, so a crash before it makes the broker deliver the message again.
+        self.inbox.put(Delivery(service.Incoming(msg.topic, msg.payload, now_us()), msg.mid, msg.qos))
+
+    def start(self) -> None:
+        """Connect (retrying in the background until the broker answers)."""
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = int(self.settings["ingest_session_expiry_s"])
+        properties.ReceiveMaximum = int(self.settings["ingest_receive_maximum"])
+        self.client.connect_async(
+            self.address.host, self.address.port, keepalive=30, clean_start=False,
+            properties=properties,
+        )
+        self.client.loop_start()
+
+    def stop(self, *_args: Any) -> None:
+        """Ask the batch loop to finish its current batch and exit."""
+        self.stopping.set()
+
+    def run(self) -> None:
+        """Batch until stopped; then disconnect cleanly."""
+        self.start()
+        check_every_s = float(self.settings["ingest_signal_loss_check_s"])
+        next_check = time.monotonic() + min(check_every_s, 5.0)
+        try:
+            while not self.stopping.is_set():
+                batch = self._collect(timeout_s=max(0.05, min(1.0, next_check - time.monotonic())))
+                if batch:
+                    self._process(batch)
+                if time.monotonic() >= next_check:
+                    self._check_silence()
+                    next_check = time.monotonic() + check_every_s
+        finally:
+            self.client.disconnect()
+            self.client.loop_stop()
+            log.info("ingest worker stopped")
+
+    def _collect(self, timeout_s: float) -> list[Delivery]:
+        try:
+            first = self.inbox.get(timeout=timeout_s)
+        except queue.Empty:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + self.batch_wait_s
+        while len(batch) < self.batch_max:
+            remaining = deadline - time.monotonic()
+            try:
+                batch.append(self.inbox.get_nowait() if remaining <= 0 else
+                             self.inbox.get(timeout=remaining))
+            except queue.Empty:
+                break
+        return batch
+
+    def _process(self, batch: Sequence[Delivery]) -> None:
+        backoff_s = 0.1
+        while True:
+            try:
+                outcome = service.store_batch(
+                    sessions=self.sessions,
+                    messages=[d.incoming for d in batch],
+                    profiles=self.settings.profiles,
+                    limits=self.limits,
+                    known=self.known,
+                    now_us=now_us(),
+                )
+            except ConcurrentInsertError:
+                continue
+            except OperationalError as exc:
+                # The database is locked, full or away: keep the messages unacked and retry,
+                # so that nothing is lost and nothing is acknowledged before it is stored.
+                log.warning("batch of %d not stored (%s); retrying in %.1fs", len(batch),
+                            exc.orig, backoff_s)
+                if self.stopping.wait(backoff_s):
+                    return
+                backoff_s = min(backoff_s * 2, float(self.settings["ingest_retry_max_backoff_s"]))
+                continue
+            except Exception:
+                log.exception("batch of %d failed; storing its messages one by one", len(batch))
+                if len(batch) == 1:
+                    self._dead_letter_unstorable(batch[0])
+                else:
+                    for delivery in batch:
+                        self._process([delivery])
+                return
+            self._finish(batch, outcome)
+            return
+
+    def _dead_letter_unstorable(self, delivery: Delivery) -> None:
+        backoff_s = 0.1
+        while not self.stopping.is_set():
+            try:
+                service.dead_letter_whole(
+                    sessions=self.sessions, message=delivery.incoming,
+                    reason=str(Reason.STORE_ERROR),
+                    detail="the database refused this message; see the worker log",
+                )
+            except DBAPIError as exc:
+                log.warning("cannot dead-letter message (%s); retrying", exc.orig)
+                self.stopping.wait(backoff_s)
+                backoff_s = min(backoff_s * 2, 30.0)
+                continue
+            self.client.ack(delivery.mid, delivery.qos)
+            return
+
+    def _finish(self, batch: Sequence[Delivery], outcome: service.BatchOutcome) -> None:
+        for delivery in batch:
+            self.client.ack(delivery.mid, delivery.qos)
+        if self.settings["ingest_publish_acks"]:
+            for result in outcome.messages:
+                if result.accepted and result.logger_id and result.first_us is not None:
+                    body = {"first": result.first_us / 1e6, "last": (result.last_us or 0) / 1e6,
+                            "count": result.accepted}
+                    self.client.publish(f"coldchain/v1/loggers/{result.logger_id}/ack",
+                                        json.dumps(body), qos=1)
+        for alert in outcome.alerts:
+            self.client.publish(ALERTS_TOPIC, service.alert_payload(alert), qos=1)
+        log.debug("batch of %d committed: %s", len(batch), outcome.counts)
+
+    def _check_silence(self) -> None:
+        try:
+            alerts = service.check_silence(
+                sessions=self.sessions, profiles=self.settings.profiles, now_us=now_us()
+            )
+        except Exception:
+            log.exception("signal-loss check failed; will try again")
+            return
+        for alert in alerts:
+            self.client.publish(ALERTS_TOPIC, service.alert_payload(alert), qos=1)
+
+
+def run_worker(settings: Settings, sessions: sessionmaker[Session]) -> None:
+    """Run the worker in the foreground until SIGTERM or SIGINT."""
+    worker = Worker(settings, sessions)
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %d: stopping after the current batch", signum)
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    worker.run()

@@ -1,0 +1,126 @@
+"""Use cases for sites, users, API tokens and loggers."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from coldchain.domain.errors import ConflictError, NotFoundError, ValidationError
+from coldchain.domain.roles import SITE_BOUND, SITE_KINDS, Role
+from coldchain.domain.senml import LOGGER_ID_RE
+from coldchain.store.models import ApiToken, Logger, Site, User, utcnow
+
+_hasher = PasswordHasher()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller of a request."""
+
+    user_id: int
+    username: str
+    full_name: str
+    role: Role
+    site_id: str | None
+
+
+def token_digest(token: str) -> str:
+    """Return the SHA-256 under which a token is kept (tokens are random, so no salt is needed)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def add_site(*, sessions: sessionmaker[Session], site_id: str, name: str, kind: str) -> Site:
+    """Register a site."""
+    if kind not in SITE_KINDS:
+        raise ValidationError(f"kind must be one of {', '.join(SITE_KINDS)}", field="kind")
+    if not site_id or len(site_id) > 64:
+        raise ValidationError("site id must be 1 to 64 characters", field="site")
+    with sessions.begin() as session:
+        if session.get(Site, site_id) is not None:
+            raise ConflictError(f"site {site_id} exists already", field="site")
+        site = Site(id=site_id, name=name, kind=kind)
+        session.add(site)
+    return site
+
+
+def add_user(
+    *,
+    sessions: sessionmaker[Session],
+    username: str,
+    role: str,
+    site_id: str | None,
+    password: str,
+    full_name: str | None = None,
+) -> tuple[User, str]:
+    """Create a user with a hashed password and a first API token; return both."""
+    try:
+        role_ = Role(role)
+    except ValueError:
+        raise ValidationError(
+            f"role must be one of {', '.join(r.value for r in Role)}", field="role"
+        ) from None
+    if role_ in SITE_BOUND and not site_id:
+        raise ValidationError(f"a {role_} user must be bound to a site", field="site")
+    if len(password) < 8:
+        raise ValidationError("password must have at least 8 characters", field="password")
+    with sessions.begin() as session:
+        if site_id is not None and session.get(Site, site_id) is None:
+            raise NotFoundError(f"site {site_id} does not exist", field="site")
+        if session.scalar(select(User.id).where(User.username == username)) is not None:
+            raise ConflictError(f"user {username} exists already", field="name")
+        user = User(
+            username=username,
+            full_name=full_name or username,
+            role=role_.value,
+            site_id=site_id,
+            password_hash=_hasher.hash(password),
+        )
+        session.add(user)
+        session.flush()
+        token = secrets.token_urlsafe(32)
+        session.add(ApiToken(user_id=user.id, token_hash=token_digest(token)))
+    return user, token
+
+
+def principal_for_token(*, sessions: sessionmaker[Session], token: str) -> Principal | None:
+    """Return who holds a bearer token, or None for an unknown, revoked or locked one."""
+    with sessions() as session:
+        row = session.execute(
+            select(User)
+            .join(ApiToken, ApiToken.user_id == User.id)
+            .where(ApiToken.token_hash == token_digest(token), ApiToken.revoked_at.is_(None))
+        ).scalar_one_or_none()
+        if row is None or row.locked_at is not None:
+            return None
+        return Principal(row.id, row.username, row.full_name, Role(row.role), row.site_id)
+
+
+def add_logger(
+    *,
+    sessions: sessionmaker[Session],
+    logger_id: str,
+    model: str | None = None,
+    firmware: str | None = None,
+) -> Logger:
+    """Register a logger so that its readings are accepted."""
+    if not isinstance(logger_id, str) or not LOGGER_ID_RE.match(logger_id):
+        raise ValidationError(
+            "logger id must match [A-Za-z0-9][A-Za-z0-9_-]{0,63}", field="id"
+        )
+    with sessions.begin() as session:
+        if session.get(Logger, logger_id) is not None:
+            raise ConflictError(f"logger {logger_id} exists already", field="id")
+        logger = Logger(id=logger_id, model=model, firmware=firmware, created_at=utcnow())
+        session.add(logger)
+    return logger
+
+
+def list_loggers(*, sessions: sessionmaker[Session]) -> list[Logger]:
+    """Return every logger, by id."""
+    with sessions() as session:
+        return list(session.scalars(select(Logger).order_by(Logger.id)))

@@ -1,0 +1,389 @@
+"""Use cases of the ingest worker: store a batch of MQTT messages in one transaction."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from coldchain.domain import excursions as exc
+from coldchain.domain.lifecycle import FINISHED
+from coldchain.domain.profiles import Profile
+from coldchain.domain.senml import (
+    PackLimits,
+    Reading,
+    Reason,
+    Refusal,
+    logger_id_from_topic,
+    parse_pack,
+)
+from coldchain.services.timefmt import from_us, to_us
+from coldchain.services.views import excursion_view
+from coldchain.store.counters import add_counts
+from coldchain.store.models import (
+    DeadLetter,
+    DeadLetterMessage,
+    Excursion,
+    Logger,
+    Shipment,
+    ShipmentLogger,
+)
+from coldchain.store.readings import SqlReadingSource, insert_readings
+
+STATUS_PAYLOADS = {b"online": True, b"offline": False}
+BAD_STATUS = "bad-status"
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """One MQTT message as the broker delivered it."""
+
+    topic: str
+    payload: bytes
+    received_us: int
+
+
+@dataclass(slots=True)
+class MessageOutcome:
+    """What became of one message: the end-to-end ack figures for its logger."""
+
+    logger_id: str | None
+    accepted: int = 0
+    first_us: int | None = None
+    last_us: int | None = None
+    refusals: list[Refusal] = field(default_factory=list)
+
+    def accept(self, time_us: int) -> None:
+        """Count one stored or duplicate reading of this message."""
+        self.accepted += 1
+        if self.first_us is None or time_us < self.first_us:
+            self.first_us = time_us
+        if self.last_us is None or time_us > self.last_us:
+            self.last_us = time_us
+
+
+@dataclass
+class BatchOutcome:
+    """The result of one committed batch."""
+
+    messages: list[MessageOutcome]
+    alerts: list[dict[str, Any]]
+    counts: dict[str, int]
+
+
+class KnownLoggers:
+    """The registered logger ids, cached; a miss asks the database again."""
+
+    def __init__(self) -> None:
+        self._ids: set[str] = set()
+
+    def contains(self, conn: Connection, logger_id: str) -> bool:
+        """Tell whether a logger is registered."""
+        if logger_id in self._ids:
+            return True
+        if conn.execute(select(Logger.id).where(Logger.id == logger_id)).first() is None:
+            return False
+        self._ids.add(logger_id)
+        return True
+
+
+def store_batch(
+    *,
+    sessions: sessionmaker[Session],
+    messages: Sequence[Incoming],
+    profiles: Mapping[str, Profile],
+    limits: PackLimits,
+    known: KnownLoggers,
+    now_us: int,
+) -> BatchOutcome:
+    """Parse, store and dead-letter a batch, then re-evaluate excursions, in one transaction."""
+    counts: dict[str, int] = {"messages": len(messages), "batches": 1}
+    outcomes: list[MessageOutcome] = []
+    with sessions.begin() as session:
+        conn = session.connection()
+        pending: list[tuple[Reading, int]] = []
+        owner: dict[tuple[str, str, int], list[MessageOutcome]] = {}
+        for message in messages:
+            outcome, parsed = _parse(session, conn, message, limits, known)
+            outcomes.append(outcome)
+            for reading in parsed:
+                pending.append((reading, message.received_us))
+                key = (reading.logger_id, reading.name, reading.time_us)
+                owner.setdefault(key, []).append(outcome)
+        stored = insert_readings(conn, pending)
+        _credit(stored.stored, owner)
+        _credit(stored.duplicates, owner)
+        for reading, standing in stored.conflicts:
+            key = (reading.logger_id, reading.name, reading.time_us)
+            victim = owner[key].pop()
+            victim.refusals.append(
+                Refusal(
+                    Reason.CONFLICT,
+                    f"{reading.name} at {reading.time_us / 1e6} is {reading.value}, but "
+                    f"{standing} is already stored for that logger and time",
+                )
+            )
+            owner[key].insert(0, victim)
+        for message, outcome in zip(messages, outcomes, strict=True):
+            if outcome.refusals:
+                _dead_letter(session, message, outcome)
+        counts["readings_stored"] = len(stored.stored)
+        counts["readings_duplicate"] = len(stored.duplicates)
+        for outcome in outcomes:
+            for refusal in outcome.refusals:
+                name = f"dead_letters:{refusal.reason}"
+                counts[name] = counts.get(name, 0) + 1
+        alerts = reevaluate_touched(
+            session, _touched(stored.stored), profiles=profiles, now_us=now_us
+        )
+        add_counts(conn, counts)
+    return BatchOutcome(outcomes, alerts, counts)
+
+
+def _parse(
+    session: Session,
+    conn: Connection,
+    message: Incoming,
+    limits: PackLimits,
+    known: KnownLoggers,
+) -> tuple[MessageOutcome, list[Reading]]:
+    if message.topic.startswith("coldchain/v1/loggers/") and message.topic.endswith("/status"):
+        return _status(session, conn, message, known), []
+    logger_id = logger_id_from_topic(message.topic)
+    outcome = MessageOutcome(logger_id)
+    if logger_id is None:
+        outcome.refusals.append(Refusal(Reason.BAD_TOPIC, f"not a readings topic: {message.topic!r}"))
+        return outcome, []
+    if not known.contains(conn, logger_id):
+        outcome.refusals.append(
+            Refusal(Reason.UNKNOWN_LOGGER, f"logger {logger_id} is not registered")
+        )
+        return outcome, []
+    pack = parse_pack(
+        message.payload, logger_id=logger_id, received_us=message.received_us, limits=limits
+    )
+    outcome.refusals.extend(pack.refusals)
+    return outcome, pack.readings
+
+
+def _status(
+    session: Session, conn: Connection, message: Incoming, known: KnownLoggers
+) -> MessageOutcome:
+    logger_id = message.topic.split("/")[3]
+    outcome = MessageOutcome(logger_id)
+    online = STATUS_PAYLOADS.get(message.payload.strip().lower())
+    if online is None:
+        outcome.refusals.append(
+            Refusal(BAD_STATUS, "status payload must be 'online' or 'offline'")  # type: ignore[arg-type]
+        )
+    elif not known.contains(conn, logger_id):
+        outcome.refusals.append(
+            Refusal(Reason.UNKNOWN_LOGGER, f"logger {logger_id} is not registered")
+        )
+    else:
+        row = session.get(Logger, logger_id)
+        if row is not None:
+            row.online = online
+            row.status_at = from_us(message.received_us)
+    return outcome
+
+
+def _credit(readings: Sequence[Reading], owner: dict[tuple[str, str, int], list[MessageOutcome]]) -> None:
+    for reading in readings:
+        for outcome in owner[(reading.logger_id, reading.name, reading.time_us)][:1]:
+            outcome.accept(reading.time_us)
+
+
+def _touched(readings: Sequence[Reading]) -> dict[str, tuple[int, int]]:
+    spans: dict[str, tuple[int, int]] = {}
+    for reading in readings:
+        if reading.name != "temp":
+            continue
+        span = spans.get(reading.logger_id)
+        if span is None:
+            spans[reading.logger_id] = (reading.time_us, reading.time_us)
+        else:
+            spans[reading.logger_id] = (min(span[0], reading.time_us), max(span[1], reading.time_us))
+    return spans
+
+
+def _dead_letter(session: Session, message: Incoming, outcome: MessageOutcome) -> None:
+    letters = [
+        DeadLetter(reason=str(r.reason), detail=r.detail, record_index=r.record_index)
+        for r in outcome.refusals
+    ]
+    session.add(
+        DeadLetterMessage(
+            topic=message.topic,
+            logger_id=outcome.logger_id,
+            payload=message.payload,
+            received_at=from_us(message.received_us),
+            letters=letters,
+        )
+    )
+
+
+def dead_letter_whole(
+    *, sessions: sessionmaker[Session], message: Incoming, reason: str, detail: str
+) -> None:
+    """Keep a message that can never be stored, so that it can be acked and not lost."""
+    outcome = MessageOutcome(logger_id_from_topic(message.topic))
+    outcome.refusals.append(Refusal(reason, detail))  # type: ignore[arg-type]
+    with sessions.begin() as session:
+        _dead_letter(session, message, outcome)
+        add_counts(session.connection(), {f"dead_letters:{reason}": 1, "messages": 1})
+
+
+def _monitored_links(
+    session: Session, logger_ids: Sequence[str]
+) -> list[tuple[Shipment, str]]:
+    rows = session.execute(
+        select(Shipment, ShipmentLogger.logger_id)
+        .join(ShipmentLogger, ShipmentLogger.shipment_id == Shipment.id)
+        .where(ShipmentLogger.logger_id.in_(logger_ids))
+    )
+    return [(shipment, logger_id) for shipment, logger_id in rows]
+
+
+def reevaluate_touched(
+    session: Session,
+    touched: Mapping[str, tuple[int, int]],
+    *,
+    profiles: Mapping[str, Profile],
+    now_us: int,
+) -> list[dict[str, Any]]:
+    """Re-evaluate excursions of every shipment whose window the new readings touched."""
+    if not touched:
+        return []
+    alerts: list[dict[str, Any]] = []
+    conn = session.connection()
+    for shipment, logger_id in _monitored_links(session, list(touched)):
+        lo, hi = touched[logger_id]
+        window_from = to_us(shipment.monitoring_from)
+        window_until = None if shipment.monitoring_until is None else to_us(shipment.monitoring_until)
+        lo, hi = max(lo, window_from), hi if window_until is None else min(hi, window_until)
+        if lo > hi:
+            continue
+        alerts.extend(
+            _reevaluate(session, conn, shipment, logger_id, profiles[shipment.profile],
+                        window_from, window_until, lo, hi, now_us)
+        )
+    return alerts
+
+
+def check_silence(
+    *, sessions: sessionmaker[Session], profiles: Mapping[str, Profile], now_us: int
+) -> list[dict[str, Any]]:
+    """Open SIGNAL_LOSS for loggers of monitored shipments that have been silent too long."""
+    alerts: list[dict[str, Any]] = []
+    with sessions.begin() as session:
+        conn = session.connection()
+        rows = session.execute(
+            select(Shipment, ShipmentLogger.logger_id)
+            .join(ShipmentLogger, ShipmentLogger.shipment_id == Shipment.id)
+            .where(Shipment.status.not_in([str(s) for s in FINISHED]))
+            .where(Shipment.monitoring_until.is_(None))
+        )
+        for shipment, logger_id in rows:
+            profile = profiles[shipment.profile]
+            window_from = to_us(shipment.monitoring_from)
+            if window_from > now_us:
+                continue
+            source = SqlReadingSource(conn, logger_id, profile)
+            last = source.latest_time(not_before_us=window_from, not_after_us=None)
+            anchor = window_from if last is None else last
+            if now_us - anchor <= profile.signal_loss_s * 1_000_000:
+                continue
+            alerts.extend(
+                _reevaluate(session, conn, shipment, logger_id, profile, window_from, None,
+                            anchor, anchor, now_us)
+            )
+    return alerts
+
+
+def _reevaluate(
+    session: Session,
+    conn: Connection,
+    shipment: Shipment,
+    logger_id: str,
+    profile: Profile,
+    window_from: int,
+    window_until: int | None,
+    touched_from: int,
+    touched_until: int,
+    now_us: int,
+) -> list[dict[str, Any]]:
+    source = SqlReadingSource(conn, logger_id, profile)
+    result = exc.reevaluate(
+        source,
+        profile,
+        window_from_us=window_from,
+        window_until_us=window_until,
+        touched_from_us=touched_from,
+        touched_until_us=touched_until,
+        now_us=now_us,
+    )
+    query = select(Excursion).where(
+        Excursion.shipment_id == shipment.id,
+        Excursion.logger_id == logger_id,
+        Excursion.resolution.is_(None),
+        Excursion.started_us >= result.from_us,
+    )
+    if result.until_us is not None:
+        query = query.where(Excursion.started_us < result.until_us)
+    rows = {row.id: row for row in session.scalars(query)}
+    stored = [
+        exc.StoredExcursion(r.id, exc.Kind(r.kind), r.started_us, r.ended_us, r.peak_c, r.duration_s)
+        for r in rows.values()
+    ]
+    alerts: list[dict[str, Any]] = []
+    now = from_us(now_us)
+    for event in exc.reconcile(stored, result.found):
+        if isinstance(event, exc.ExcursionOpened):
+            row = Excursion(shipment_id=shipment.id, logger_id=logger_id, detected_at=now,
+                            updated_at=now, version=1)
+            _apply(row, event.excursion)
+            session.add(row)
+            session.flush()
+            alerts.append({"event": "opened", "excursion": excursion_view(row)})
+        elif isinstance(event, exc.ExcursionUpdated | exc.ExcursionClosed):
+            row = rows[event.id]
+            quiet = row.kind == "SIGNAL_LOSS" and row.ended_us is None and event.excursion.is_open
+            _apply(row, event.excursion)
+            row.version += 1
+            row.updated_at = now
+            if not quiet:
+                name = "closed" if isinstance(event, exc.ExcursionClosed) else "updated"
+                alerts.append({"event": name, "excursion": excursion_view(row)})
+        elif isinstance(event, exc.ExcursionWithdrawn):
+            row = rows[event.id]
+            row.resolution = event.resolution
+            row.status = "CLOSED"
+            if row.kind == "SIGNAL_LOSS":
+                resumed = source.first_time_after(row.started_us)
+                row.ended_us = resumed if resumed is not None else row.started_us
+                row.duration_s = (row.ended_us - row.started_us) / 1_000_000
+            elif row.ended_us is None:
+                row.ended_us = row.started_us
+            row.version += 1
+            row.updated_at = now
+            alerts.append({"event": "closed", "excursion": excursion_view(row)})
+    return alerts
+
+
+def _apply(row: Excursion, found: exc.Excursion) -> None:
+    row.kind = str(found.kind)
+    row.started_us = found.started_us
+    row.ended_us = found.ended_us
+    row.peak_c = found.peak_c
+    row.duration_s = found.duration_s
+    row.status = "OPEN" if found.ended_us is None else "CLOSED"
+
+
+def alert_payload(alert: Mapping[str, Any]) -> bytes:
+    """Serialise an excursion event for coldchain/v1/alerts/excursions."""
+    return json.dumps(alert, separators=(",", ":")).encode()

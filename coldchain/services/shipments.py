@@ -1,0 +1,263 @@
+"""Use cases for shipments: create, list and show them within the caller's scope."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, and_, exists, func, or_, select
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+from coldchain.domain.errors import ConflictError, NotFoundError, ValidationError
+from coldchain.domain.identity import parse_coi, patient_hash
+from coldchain.domain.lifecycle import FINISHED, Status
+from coldchain.domain.profiles import Profile
+from coldchain.domain.roles import Role
+from coldchain.services.accounts import Principal
+from coldchain.services.ingest import reevaluate_touched
+from coldchain.services.timefmt import now_us, rfc3339, to_us
+from coldchain.services.views import excursion_view, shipment_summary
+from coldchain.store.models import Excursion, Logger, Reading, Shipment, ShipmentLogger, Site, utcnow
+
+
+@dataclass(frozen=True)
+class NewShipment:
+    """A validated request to create a shipment."""
+
+    coi: str
+    profile: str
+    origin_site: str
+    destination_site: str
+    loggers: Sequence[str]
+    patient: Mapping[str, str]
+    monitoring_from: datetime | None = None
+    seal_id: str | None = None
+
+
+def visible_shipments(principal: Principal) -> Select[tuple[Shipment]]:
+    """Return the query of shipments a caller may see: a clinic sees only its own site's."""
+    query = select(Shipment)
+    if principal.role is Role.CLINIC:
+        query = query.where(Shipment.destination_site_id == principal.site_id)
+    return query
+
+
+def create_shipment(
+    *,
+    sessions: sessionmaker[Session],
+    request: NewShipment,
+    creator: Principal,
+    profiles: Mapping[str, Profile],
+    secret_key: bytes,
+) -> dict[str, Any]:
+    """Create a shipment, assign its loggers and evaluate readings already in its window."""
+    coi = str(parse_coi(request.coi))
+    if request.profile not in profiles:
+        raise ValidationError(
+            f"unknown profile {request.profile!r}; known: {', '.join(sorted(profiles))}",
+            field="profile",
+        )
+    if not request.loggers:
+        raise ValidationError("a shipment needs at least one logger", field="loggers")
+    if len(set(request.loggers)) != len(request.loggers):
+        raise ValidationError("a logger is listed twice", field="loggers")
+    hashed = patient_hash(request.patient, secret_key=secret_key)
+    created = utcnow()
+    monitoring_from = request.monitoring_from or created
+    with sessions.begin() as session:
+        for field, site_id in (("origin_site", request.origin_site),
+                               ("destination_site", request.destination_site)):
+            if session.get(Site, site_id) is None:
+                raise ValidationError(f"unknown site {site_id!r}", field=field)
+        if request.origin_site == request.destination_site:
+            raise ValidationError("origin and destination are the same site",
+                                  field="destination_site")
+        for logger_id in request.loggers:
+            if session.get(Logger, logger_id) is None:
+                raise ValidationError(f"unknown logger {logger_id!r}", field="loggers")
+        busy = session.execute(
+            select(ShipmentLogger.logger_id, Shipment.id)
+            .join(Shipment, Shipment.id == ShipmentLogger.shipment_id)
+            .where(ShipmentLogger.logger_id.in_(request.loggers))
+            .where(Shipment.status.not_in([str(s) for s in FINISHED]))
+        ).first()
+        if busy is not None:
+            # One logger on two active shipments would report one box's temperature for both.
+            raise ConflictError(
+                f"logger {busy[0]} is already on active shipment {busy[1]}",
+                field="loggers", code="logger-in-use",
+            )
+        shipment = Shipment(
+            coi=coi,
+            profile=request.profile,
+            origin_site_id=request.origin_site,
+            destination_site_id=request.destination_site,
+            status=Status.CREATED.value,
+            version=1,
+            patient_hash=hashed,
+            seal_id=request.seal_id,
+            monitoring_from=monitoring_from,
+            created_at=created,
+            created_by=creator.user_id,
+            loggers=[ShipmentLogger(logger_id=logger_id) for logger_id in request.loggers],
+        )
+        session.add(shipment)
+        session.flush()
+        now = now_us()
+        start = to_us(monitoring_from)
+        if start <= now:
+            reevaluate_touched(
+                session, {logger_id: (start, now) for logger_id in request.loggers},
+                profiles=profiles, now_us=now,
+            )
+        return _detail(session, shipment, now)
+
+
+def get_shipment(
+    *, sessions: sessionmaker[Session], shipment_id: int, principal: Principal
+) -> dict[str, Any]:
+    """Return a shipment with its excursions and latest reading, if the caller may see it."""
+    with sessions() as session:
+        return _detail(session, _visible(session, shipment_id, principal), now_us())
+
+
+def list_shipments(
+    *, sessions: sessionmaker[Session], principal: Principal, status: str | None,
+    limit: int, offset: int,
+) -> list[dict[str, Any]]:
+    """Return the shipments the caller may see, newest first."""
+    query = visible_shipments(principal).options(selectinload(Shipment.loggers))
+    if status:
+        query = query.where(Shipment.status == status)
+    query = query.order_by(Shipment.id.desc()).limit(limit).offset(offset)
+    with sessions() as session:
+        return [shipment_summary(s) for s in session.scalars(query)]
+
+
+def _visible(session: Session, shipment_id: int, principal: Principal) -> Shipment:
+    shipment = session.scalars(
+        visible_shipments(principal).where(Shipment.id == shipment_id)
+    ).first()
+    if shipment is None:
+        raise NotFoundError(f"shipment {shipment_id} not found")
+    return shipment
+
+
+def _window(shipment: Shipment) -> Any:
+    clause = and_(
+        Reading.logger_id.in_(
+            select(ShipmentLogger.logger_id).where(ShipmentLogger.shipment_id == shipment.id)
+        ),
+        Reading.time_us >= to_us(shipment.monitoring_from),
+    )
+    if shipment.monitoring_until is not None:
+        clause = and_(clause, Reading.time_us <= to_us(shipment.monitoring_until))
+    return clause
+
+
+def _detail(session: Session, shipment: Shipment, now: int) -> dict[str, Any]:
+    body = shipment_summary(shipment)
+    latest = session.execute(
+        select(Reading).where(_window(shipment), Reading.name == "temp")
+        .order_by(Reading.time_us.desc()).limit(1)
+    ).scalar_one_or_none()
+    excursions = session.scalars(
+        select(Excursion).where(Excursion.shipment_id == shipment.id)
+        .order_by(Excursion.started_us, Excursion.id)
+    )
+    body["latest_reading"] = None if latest is None else reading_view(latest)
+    body["excursions"] = [excursion_view(e, now_us=now) for e in excursions]
+    body["custody"] = []
+    return body
+
+
+def reading_view(row: Reading) -> dict[str, Any]:
+    """Return a reading object as the contract names its fields."""
+    return {
+        "logger_id": row.logger_id,
+        "time": rfc3339(row.time_us),
+        "received_at": rfc3339(row.received_us),
+        "temp_c": row.value,
+    }
+
+
+def shipment_readings(
+    *, sessions: sessionmaker[Session], shipment_id: int, principal: Principal,
+    since: datetime | None, until: datetime | None, logger_id: str | None,
+    limit: int | None, offset: int,
+) -> list[dict[str, Any]]:
+    """Return a shipment's temperature readings in its monitoring window, oldest first."""
+    with sessions() as session:
+        shipment = _visible(session, shipment_id, principal)
+        query = select(Reading).where(_window(shipment), Reading.name == "temp")
+        if since is not None:
+            query = query.where(Reading.time_us >= to_us(since))
+        if until is not None:
+            query = query.where(Reading.time_us <= to_us(until))
+        if logger_id is not None:
+            query = query.where(Reading.logger_id == logger_id)
+        query = query.order_by(Reading.time_us, Reading.logger_id).offset(offset)
+        if limit is not None:
+            query = query.limit(limit)
+        return [reading_view(r) for r in session.scalars(query)]
+
+
+@dataclass(frozen=True)
+class ExcursionFilter:
+    """Filters of the excursion log; times select excursions overlapping [since, until]."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    site: str | None = None
+    kind: str | None = None
+    status: str | None = None
+    shipment_id: int | None = None
+
+
+def list_excursions(
+    *, sessions: sessionmaker[Session], principal: Principal, filters: ExcursionFilter,
+    limit: int | None, offset: int,
+) -> list[dict[str, Any]]:
+    """Return the excursions the caller may see, oldest first."""
+    visible = visible_shipments(principal).with_only_columns(Shipment.id)
+    query = select(Excursion).where(Excursion.shipment_id.in_(visible))
+    if filters.shipment_id is not None:
+        query = query.where(Excursion.shipment_id == filters.shipment_id)
+    if filters.kind:
+        query = query.where(Excursion.kind == filters.kind.upper())
+    if filters.status:
+        query = query.where(Excursion.status == filters.status.upper())
+    if filters.site:
+        query = query.where(
+            exists().where(
+                Shipment.id == Excursion.shipment_id,
+                or_(Shipment.origin_site_id == filters.site,
+                    Shipment.destination_site_id == filters.site),
+            )
+        )
+    if filters.until is not None:
+        query = query.where(Excursion.started_us <= to_us(filters.until))
+    if filters.since is not None:
+        query = query.where(
+            or_(Excursion.ended_us.is_(None), Excursion.ended_us >= to_us(filters.since))
+        )
+    query = query.order_by(Excursion.started_us, Excursion.id).offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
+    now = now_us()
+    with sessions() as session:
+        if filters.shipment_id is not None:
+            _visible(session, filters.shipment_id, principal)
+        return [excursion_view(e, now_us=now) for e in session.scalars(query)]
+
+
+def count_open_excursions(*, sessions: sessionmaker[Session]) -> dict[str, int]:
+    """Return how many excursions are open, by kind (for /metrics)."""
+    with sessions() as session:
+        rows = session.execute(
+            select(Excursion.kind, func.count()).where(Excursion.status == "OPEN")
+            .group_by(Excursion.kind)
+        )
+        return {kind: n for kind, n in rows}

@@ -1,0 +1,217 @@
+"""SQLAlchemy 2.x models: the database schema of coldchain."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always tz-aware UTC in Python, whatever the engine keeps."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        # SQLite keeps no zone: store naive UTC so that text comparison orders correctly.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+        return value.astimezone(UTC)  # type: ignore[no-any-return]
+
+
+def utcnow() -> datetime:
+    """Return the current time, tz-aware UTC."""
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Site(Base):
+    __tablename__ = "sites"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(20))  # apheresis | manufacturing | treatment
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    full_name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))
+    site_id: Mapped[str | None] = mapped_column(ForeignKey("sites.id"))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    tokens: Mapped[list[ApiToken]] = relationship(back_populates="user")
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    # SHA-256 of the token: the token itself is shown once and never stored.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[User] = relationship(back_populates="tokens")
+
+
+class Logger(Base):
+    __tablename__ = "loggers"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model: Mapped[str | None] = mapped_column(String(100))
+    firmware: Mapped[str | None] = mapped_column(String(100))
+    online: Mapped[bool | None] = mapped_column(Boolean)
+    status_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Shipment(Base):
+    __tablename__ = "shipments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    coi: Mapped[str] = mapped_column(String(14), index=True)
+    profile: Mapped[str] = mapped_column(String(50))
+    origin_site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"))
+    destination_site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), index=True)
+    status: Mapped[str] = mapped_column(String(20))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    patient_hash: Mapped[str] = mapped_column(String(64))
+    seal_id: Mapped[str | None] = mapped_column(String(100))
+    monitoring_from: Mapped[datetime] = mapped_column(UTCDateTime)
+    monitoring_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+    loggers: Mapped[list[ShipmentLogger]] = relationship(
+        back_populates="shipment", order_by="ShipmentLogger.logger_id"
+    )
+
+
+class ShipmentLogger(Base):
+    __tablename__ = "shipment_loggers"
+
+    shipment_id: Mapped[int] = mapped_column(ForeignKey("shipments.id"), primary_key=True)
+    logger_id: Mapped[str] = mapped_column(ForeignKey("loggers.id"), primary_key=True, index=True)
+
+    shipment: Mapped[Shipment] = relationship(back_populates="loggers")
+
+
+class Reading(Base):
+    """One measurement; its identity is (logger_id, name, time_us)."""
+
+    __tablename__ = "readings"
+    # No rowid: the primary key is the clustered order, which is also the only access path
+    # (one logger's series by time), and it halves the write cost of the hot path.
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    logger_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(8), primary_key=True)
+    # Integer microseconds of the logger's clock: exact identity, no float or zone ambiguity.
+    time_us: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    value: Mapped[float] = mapped_column(Float)
+    received_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class Excursion(Base):
+    __tablename__ = "excursions"
+    __table_args__ = (Index("ix_excursions_span", "shipment_id", "logger_id", "started_us"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shipment_id: Mapped[int] = mapped_column(ForeignKey("shipments.id"))
+    logger_id: Mapped[str] = mapped_column(ForeignKey("loggers.id"))
+    kind: Mapped[str] = mapped_column(String(20))  # HIGH | LOW | SIGNAL_LOSS
+    started_us: Mapped[int] = mapped_column(BigInteger)
+    ended_us: Mapped[int | None] = mapped_column(BigInteger)
+    peak_c: Mapped[float | None] = mapped_column(Float)
+    duration_s: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(10), index=True)  # OPEN | CLOSED
+    # Why it closed without the readings showing an end: "recovered" (a backfill filled a
+    # signal loss) or "retracted" (late readings split the run below the grace period).
+    resolution: Mapped[str | None] = mapped_column(String(20))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    detected_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DeadLetterMessage(Base):
+    """A message with at least one refused part, kept whole and unchanged."""
+
+    __tablename__ = "dead_letter_messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    topic: Mapped[str] = mapped_column(Text)
+    logger_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+    letters: Mapped[list[DeadLetter]] = relationship(back_populates="message")
+
+
+class DeadLetter(Base):
+    """One refusal: a whole message (record_index null) or one record of it."""
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("dead_letter_messages.id"), index=True)
+    reason: Mapped[str] = mapped_column(String(40), index=True)
+    detail: Mapped[str] = mapped_column(Text)
+    record_index: Mapped[int | None] = mapped_column(Integer)
+
+    message: Mapped[DeadLetterMessage] = relationship(back_populates="letters")
+
+
+class IngestCounter(Base):
+    """Cumulative ingest counters, updated in each batch's transaction (exact across workers)."""
+
+    __tablename__ = "ingest_counters"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)

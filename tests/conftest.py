@@ -1,0 +1,127 @@
+"""Fixtures: a real Mosquitto per test session, a real SQLite file per test."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from coldchain.app import create_app
+from coldchain.config import Settings, load_settings
+from coldchain.domain.identity import mod37_2_check_character
+from coldchain.services import accounts
+from coldchain.store.engine import make_engine, make_sessions
+from coldchain.store.migrate import upgrade
+from tests.support.processes import ColdchainProcess, Mosquitto
+
+PASSWORD = "correct horse battery"
+
+
+def make_coi(serial: int, facility: str = "G1234", year: str = "26") -> str:
+    """Return a valid 14-character COI for a serial number."""
+    din = f"{facility}{year}{serial:06d}"
+    return din + mod37_2_check_character(din)
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    mosquitto = Mosquitto(tmp_path_factory.mktemp("mosquitto")).start()
+    yield mosquitto
+    mosquitto.stop()
+
+
+@pytest.fixture(scope="session")
+def schema_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("schema") / "template.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def database_url(tmp_path: Path, schema_template: Path) -> str:
+    path = tmp_path / "coldchain.db"
+    shutil.copy(schema_template, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return load_settings(env={}, overrides={"database_url": database_url})
+
+
+@pytest.fixture
+def sessions(settings: Settings) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(settings.database_url)
+    yield make_sessions(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[Flask]:
+    application = create_app(settings=settings)
+    yield application
+    application.extensions["coldchain"].engine.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@dataclass
+class World:
+    """Seeded sites, users (with tokens) and loggers."""
+
+    tokens: dict[str, str]
+
+    def auth(self, user: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[user]}"}
+
+
+@pytest.fixture
+def world(sessions: sessionmaker[Session]) -> World:
+    for site_id, kind in (("COLL-1", "apheresis"), ("MFG-1", "manufacturing"),
+                          ("TC-1", "treatment"), ("TC-2", "treatment")):
+        accounts.add_site(sessions=sessions, site_id=site_id, name=f"Site {site_id}", kind=kind)
+    tokens = {}
+    for name, role, site in (("admin", "admin", None), ("coord", "coordinator", None),
+                             ("courier", "courier", None), ("clinic1", "clinic", "TC-1"),
+                             ("clinic2", "clinic", "TC-2"), ("qa", "qa", None),
+                             ("auditor", "auditor", None)):
+        _user, tokens[name] = accounts.add_user(sessions=sessions, username=name, role=role,
+                                                site_id=site, password=PASSWORD)
+    for n in range(1, 6):
+        accounts.add_logger(sessions=sessions, logger_id=f"L-{n}")
+    return World(tokens)
+
+
+@pytest.fixture
+def worker_env(broker: Mosquitto, database_url: str) -> dict[str, str]:
+    """Environment of a worker process isolated from other tests' sessions on the broker."""
+    tag = uuid.uuid4().hex[:8]
+    return {
+        "COLDCHAIN_DATABASE_URL": database_url,
+        "COLDCHAIN_MQTT_URL": broker.url,
+        "COLDCHAIN_INGEST_CLIENT_ID": f"test-ingest-{tag}",
+        # Each test gets its own share group, so no earlier test's session takes messages.
+        "COLDCHAIN_INGEST_READINGS_TOPIC": f"$share/t{tag}/coldchain/v1/loggers/+/readings",
+        "COLDCHAIN_INGEST_SESSION_EXPIRY_S": "60",
+        "COLDCHAIN_INGEST_BATCH_MAX_MS": "20",
+        "COLDCHAIN_INGEST_SIGNAL_LOSS_CHECK_S": "1",
+    }
+
+
+@pytest.fixture
+def worker(worker_env: dict[str, str], tmp_path: Path) -> Iterator[ColdchainProcess]:
+    process = ColdchainProcess(["ingest"], worker_env, tmp_path / "worker.log").start()
+    process.wait_for_log("connected to", timeout_s=20)
+    yield process
+    code = process.stop()
+    assert code == 0, process.log()

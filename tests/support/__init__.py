@@ -1,0 +1,1 @@
+"""Helpers for the tests: real broker, real database files, real worker processes."""

@@ -1,0 +1,120 @@
+"""Start real Mosquitto and coldchain processes on free ports, and stop them cleanly."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+
+
+def free_port() -> int:
+    """Return a TCP port that is free on the loopback interface now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout_s: float = 10.0) -> None:
+    """Wait until something listens on the port."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on port {port} after {timeout_s}s")
+
+
+class Mosquitto:
+    """A real Mosquitto broker on a free port, configured as coldchain needs."""
+
+    def __init__(self, workdir: Path):
+        self.port = free_port()
+        self.workdir = workdir
+        self.conf = workdir / "mosquitto.conf"
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\n"
+            "allow_anonymous true\n"
+            # Defaults drop messages: the in-flight window is 20 and the queue 1000.
+            "max_inflight_messages 0\n"
+            "max_queued_messages 0\n"
+            "persistence false\n"
+            f"log_dest file {workdir / 'mosquitto.log'}\n"
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> Mosquitto:
+        self.process = subprocess.Popen(
+            [MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        self.process = None
+
+
+class ColdchainProcess:
+    """`python -m coldchain ...` as a child process with its own environment."""
+
+    def __init__(self, args: list[str], env: Mapping[str, str], log_path: Path):
+        self.args = args
+        self.env = {**os.environ, **env}
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log = None
+
+    def start(self) -> ColdchainProcess:
+        self._log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "coldchain", *self.args], env=self.env, cwd=ROOT,
+            stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        return self
+
+    def stop(self, timeout_s: float = 20.0) -> int:
+        """Send SIGTERM and return the exit code."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self._log is not None:
+            self._log.close()
+        return int(self.process.returncode)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, text: str, timeout_s: float = 20.0) -> None:
+        """Wait until the process log contains the text (or the process dies)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.log_path.exists() and text in self.log():
+                return
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"process exited early:\n{self.log()}")
+            time.sleep(0.05)
+        raise TimeoutError(f"{text!r} not in the log after {timeout_s}s:\n{self.log()}")
+
