@@ -15,8 +15,9 @@ from coldchain.config import Settings, load_settings
 from coldchain.store.engine import make_engine, make_sessions
 
 
-def create_app(test_config: Mapping[str, Any] | None = None,
-               settings: Settings | None = None) -> Flask:
+def create_app(
+    test_config: Mapping[str, Any] | None = None, settings: Settings | None = None
+) -> Flask:
     """Build the app; `test_config` overrides settings (e.g. database_url) for tests."""
     settings = settings or load_settings()
     if test_config:

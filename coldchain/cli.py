@@ -128,16 +128,28 @@ def users() -> None:
 @click.option("--password", default=None, help="Generated and printed when not given.")
 @click.option("--full-name", default=None, help="Printed name for signatures.")
 @pass_ctx
-def users_add(context: Context, name: str, role: str, site: str | None, password: str | None,
-              full_name: str | None) -> None:
+def users_add(
+    context: Context,
+    name: str,
+    role: str,
+    site: str | None,
+    password: str | None,
+    full_name: str | None,
+) -> None:
     """Create a user; the new API token is printed alone on the last line."""
     from coldchain.services.accounts import add_user
 
     generated = password is None
     password = password or secrets.token_urlsafe(12)
     try:
-        _user, token = add_user(sessions=context.sessions(), username=name, role=role,
-                                site_id=site, password=password, full_name=full_name)
+        _user, token = add_user(
+            sessions=context.sessions(),
+            username=name,
+            role=role,
+            site_id=site,
+            password=password,
+            full_name=full_name,
+        )
     except DomainError as exc:
         raise _fail(exc) from exc
     click.echo(f"user {name} added ({role}{', site ' + site if site else ''})")
@@ -161,8 +173,7 @@ def loggers_add(context: Context, logger_id: str, model: str | None, firmware: s
     from coldchain.services.accounts import add_logger
 
     try:
-        add_logger(sessions=context.sessions(), logger_id=logger_id, model=model,
-                   firmware=firmware)
+        add_logger(sessions=context.sessions(), logger_id=logger_id, model=model, firmware=firmware)
     except DomainError as exc:
         raise _fail(exc) from exc
     click.echo(f"logger {logger_id} added")
@@ -185,8 +196,9 @@ def serve(context: Context, host: str | None, port: int | None, threads: int) ->
     host = host or str(settings["http_host"])
     port = port or int(settings["http_port"])
     click.echo(f"coldchain API on http://{host}:{port}/api/v1")
-    waitress_serve(create_app(settings=settings), host=host, port=port, threads=threads,
-                   ident="coldchain")
+    waitress_serve(
+        create_app(settings=settings), host=host, port=port, threads=threads, ident="coldchain"
+    )
 
 
 def check_secret(settings: Settings) -> None:

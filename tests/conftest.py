@@ -37,17 +37,61 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
     mosquitto.stop()
 
 
+@dataclass
+class World:
+    """Seeded sites, users (with tokens) and loggers."""
+
+    tokens: dict[str, str]
+
+    def auth(self, user: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[user]}"}
+
+
+def seed_world(sessions: sessionmaker[Session]) -> World:
+    """Create four sites, a user of each role and five loggers."""
+    for site_id, kind in (
+        ("COLL-1", "apheresis"),
+        ("MFG-1", "manufacturing"),
+        ("TC-1", "treatment"),
+        ("TC-2", "treatment"),
+    ):
+        accounts.add_site(sessions=sessions, site_id=site_id, name=f"Site {site_id}", kind=kind)
+    tokens = {}
+    for name, role, site in (
+        ("admin", "admin", None),
+        ("coord", "coordinator", None),
+        ("courier", "courier", None),
+        ("clinic1", "clinic", "TC-1"),
+        ("clinic2", "clinic", "TC-2"),
+        ("qa", "qa", None),
+        ("auditor", "auditor", None),
+    ):
+        _user, tokens[name] = accounts.add_user(
+            sessions=sessions, username=name, role=role, site_id=site, password=PASSWORD
+        )
+    for n in range(1, 6):
+        accounts.add_logger(sessions=sessions, logger_id=f"L-{n}")
+    return World(tokens)
+
+
 @pytest.fixture(scope="session")
-def schema_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("schema") / "template.db"
-    upgrade(f"sqlite:///{path}")
-    return path
+def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, World]:
+    """A migrated and seeded database, made once and copied for each test (argon2 is slow)."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    url = f"sqlite:///{path}"
+    upgrade(url)
+    engine = make_engine(url)
+    world = seed_world(make_sessions(engine))
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    return path, world
 
 
 @pytest.fixture
-def database_url(tmp_path: Path, schema_template: Path) -> str:
+def database_url(tmp_path: Path, template: tuple[Path, World]) -> str:
     path = tmp_path / "coldchain.db"
-    shutil.copy(schema_template, path)
+    shutil.copy(template[0], path)
     return f"sqlite:///{path}"
 
 
@@ -75,31 +119,10 @@ def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
-@dataclass
-class World:
-    """Seeded sites, users (with tokens) and loggers."""
-
-    tokens: dict[str, str]
-
-    def auth(self, user: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.tokens[user]}"}
-
-
 @pytest.fixture
-def world(sessions: sessionmaker[Session]) -> World:
-    for site_id, kind in (("COLL-1", "apheresis"), ("MFG-1", "manufacturing"),
-                          ("TC-1", "treatment"), ("TC-2", "treatment")):
-        accounts.add_site(sessions=sessions, site_id=site_id, name=f"Site {site_id}", kind=kind)
-    tokens = {}
-    for name, role, site in (("admin", "admin", None), ("coord", "coordinator", None),
-                             ("courier", "courier", None), ("clinic1", "clinic", "TC-1"),
-                             ("clinic2", "clinic", "TC-2"), ("qa", "qa", None),
-                             ("auditor", "auditor", None)):
-        _user, tokens[name] = accounts.add_user(sessions=sessions, username=name, role=role,
-                                                site_id=site, password=PASSWORD)
-    for n in range(1, 6):
-        accounts.add_logger(sessions=sessions, logger_id=f"L-{n}")
-    return World(tokens)
+def world(database_url: str, template: tuple[Path, World]) -> World:
+    """The seeded sites, users and loggers of this test's database."""
+    return template[1]
 
 
 @pytest.fixture

@@ -16,8 +16,18 @@ from coldchain.services.views import logger_view
 bp = Blueprint("fleet", __name__, url_prefix="/api/v1")
 
 LOGGER_COLUMNS = ["id", "model", "firmware", "online", "status_at", "created_at"]
-DEAD_LETTER_COLUMNS = ["id", "message_id", "reason", "detail", "record_index", "topic",
-                       "logger_id", "received_at", "payload", "payload_encoding"]
+DEAD_LETTER_COLUMNS = [
+    "id",
+    "message_id",
+    "reason",
+    "detail",
+    "record_index",
+    "topic",
+    "logger_id",
+    "received_at",
+    "payload",
+    "payload_encoding",
+]
 STAFF = (Role.ADMIN, Role.COORDINATOR, Role.QA, Role.AUDITOR)
 
 
@@ -28,7 +38,7 @@ def list_loggers() -> Response:
     q: Page = parse_query(Page)
     rows = [logger_view(r) for r in accounts.list_loggers(sessions=ctx().sessions)]
     limit = page_limit(q.limit, q.format)
-    rows = rows[q.offset:] if limit is None else rows[q.offset:q.offset + limit]
+    rows = rows[q.offset :] if limit is None else rows[q.offset : q.offset + limit]
     return collection(rows, LOGGER_COLUMNS, q.format, "loggers")
 
 
@@ -37,8 +47,9 @@ def list_loggers() -> Response:
 @endpoint("Register a logger", body=LoggerCreate, status=201, response="the logger")
 def add_logger() -> tuple[Response, int]:
     body: LoggerCreate = parse_body(LoggerCreate)
-    row = accounts.add_logger(sessions=ctx().sessions, logger_id=body.id, model=body.model,
-                              firmware=body.firmware)
+    row = accounts.add_logger(
+        sessions=ctx().sessions, logger_id=body.id, model=body.model, firmware=body.firmware
+    )
     return jsonify(logger_view(row)), 201
 
 
@@ -47,6 +58,12 @@ def add_logger() -> tuple[Response, int]:
 @endpoint("Refused MQTT payloads with their reason codes", query=DeadLetterQuery, csv=True)
 def dead_letters() -> Response:
     q: DeadLetterQuery = parse_query(DeadLetterQuery)
-    rows = list_dead_letters(sessions=ctx().sessions, reason=q.reason, logger_id=q.logger,
-                             since=q.since, limit=page_limit(q.limit, q.format), offset=q.offset)
+    rows = list_dead_letters(
+        sessions=ctx().sessions,
+        reason=q.reason,
+        logger_id=q.logger,
+        since=q.since,
+        limit=page_limit(q.limit, q.format),
+        offset=q.offset,
+    )
     return collection(rows, DEAD_LETTER_COLUMNS, q.format, "deadletters")

@@ -43,8 +43,12 @@ def endpoint(
 
     def decorate(view: F) -> F:
         view.__openapi__ = {  # type: ignore[attr-defined]
-            "summary": summary, "body": body, "query": query, "response": response,
-            "status": status, "csv": csv,
+            "summary": summary,
+            "body": body,
+            "query": query,
+            "response": response,
+            "status": status,
+            "csv": csv,
         }
         return view
 
@@ -63,8 +67,9 @@ def parse_body(model: type[BaseModel]) -> Any:
     if data is None:
         raise ApiError(400, "invalid-json", "the body must be a JSON object")
     if not isinstance(data, dict):
-        raise ApiError(400, "invalid-json", "the body must be a JSON object, not "
-                       f"{type(data).__name__}")
+        raise ApiError(
+            400, "invalid-json", f"the body must be a JSON object, not {type(data).__name__}"
+        )
     try:
         return model.model_validate(data)
     except PydanticValidationError as exc:
@@ -87,8 +92,10 @@ _PARAM = re.compile(r"<(?:(\w+):)?(\w+)>")
 def build_openapi(app: Flask) -> dict[str, Any]:
     """Walk the app's routes and emit the OpenAPI 3.1 document of every described endpoint."""
     paths: dict[str, dict[str, Any]] = {}
-    components: dict[str, Any] = {"schemas": {"Error": ERROR_SCHEMA}, "securitySchemes": {
-        "bearer": {"type": "http", "scheme": "bearer"}}}
+    components: dict[str, Any] = {
+        "schemas": {"Error": ERROR_SCHEMA},
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+    }
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
         view = app.view_functions.get(rule.endpoint)
         meta = getattr(view, "__openapi__", None)
@@ -96,19 +103,35 @@ def build_openapi(app: Flask) -> dict[str, Any]:
             continue
         path = _PARAM.sub(r"{\2}", rule.rule)
         parameters = [
-            {"name": name, "in": "path", "required": True,
-             "schema": {"type": "integer" if conv == "int" else "string"}}
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "schema": {"type": "integer" if conv == "int" else "string"},
+            }
             for conv, name in _PARAM.findall(rule.rule)
         ]
         if meta["query"] is not None:
             schema = meta["query"].model_json_schema(ref_template="#/components/schemas/{model}")
             for name, prop in schema.get("properties", {}).items():
-                parameters.append({"name": name, "in": "query",
-                                   "required": name in schema.get("required", []),
-                                   "schema": prop, "description": prop.get("description", "")})
+                parameters.append(
+                    {
+                        "name": name,
+                        "in": "query",
+                        "required": name in schema.get("required", []),
+                        "schema": prop,
+                        "description": prop.get("description", ""),
+                    }
+                )
         if meta["csv"]:
-            parameters.append({"name": "format", "in": "query", "required": False,
-                               "schema": {"type": "string", "enum": ["json", "csv"]}})
+            parameters.append(
+                {
+                    "name": "format",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "string", "enum": ["json", "csv"]},
+                }
+            )
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             operation: dict[str, Any] = {
                 "summary": meta["summary"],
@@ -116,8 +139,12 @@ def build_openapi(app: Flask) -> dict[str, Any]:
                 "parameters": parameters,
                 "responses": {
                     str(meta["status"]): {"description": meta["response"]},
-                    "4XX": {"description": "error", "content": {"application/json": {
-                        "schema": {"$ref": "#/components/schemas/Error"}}}},
+                    "4XX": {
+                        "description": "error",
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+                        },
+                    },
                 },
             }
             roles = getattr(view, "__openapi_roles__", None)
@@ -129,8 +156,14 @@ def build_openapi(app: Flask) -> dict[str, Any]:
                 schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components["schemas"].update(schema.pop("$defs", {}))
                 components["schemas"][model.__name__] = schema
-                operation["requestBody"] = {"required": True, "content": {"application/json": {
-                    "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}
+                operation["requestBody"] = {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": f"#/components/schemas/{model.__name__}"}
+                        }
+                    },
+                }
             paths.setdefault(path, {})[method.lower()] = operation
     from coldchain import __version__
 

@@ -13,13 +13,36 @@ from coldchain.services import shipments as service
 
 bp = Blueprint("shipments", __name__, url_prefix="/api/v1")
 
-SHIPMENT_COLUMNS = ["id", "coi", "profile", "origin_site", "destination_site", "status",
-                    "version", "loggers", "seal_id", "monitoring_from", "monitoring_until",
-                    "created_at"]
+SHIPMENT_COLUMNS = [
+    "id",
+    "coi",
+    "profile",
+    "origin_site",
+    "destination_site",
+    "status",
+    "version",
+    "loggers",
+    "seal_id",
+    "monitoring_from",
+    "monitoring_until",
+    "created_at",
+]
 READING_COLUMNS = ["logger_id", "time", "received_at", "temp_c"]
-EXCURSION_COLUMNS = ["id", "shipment_id", "logger_id", "kind", "started_at", "ended_at",
-                     "peak_c", "duration_s", "status", "resolution", "version", "detected_at",
-                     "updated_at"]
+EXCURSION_COLUMNS = [
+    "id",
+    "shipment_id",
+    "logger_id",
+    "kind",
+    "started_at",
+    "ended_at",
+    "peak_c",
+    "duration_s",
+    "status",
+    "resolution",
+    "version",
+    "detected_at",
+    "updated_at",
+]
 
 
 @bp.post("/shipments")
@@ -46,8 +69,11 @@ def create_shipment() -> tuple[Response, int]:
 def list_shipments() -> Response:
     q: ShipmentQuery = parse_query(ShipmentQuery)
     rows = service.list_shipments(
-        sessions=ctx().sessions, principal=current_principal(), status=q.status,
-        limit=page_limit(q.limit, q.format) or 1_000_000_000, offset=q.offset,
+        sessions=ctx().sessions,
+        principal=current_principal(),
+        status=q.status,
+        limit=page_limit(q.limit, q.format) or 1_000_000_000,
+        offset=q.offset,
     )
     return collection(rows, SHIPMENT_COLUMNS, q.format, "shipments")
 
@@ -56,21 +82,29 @@ def list_shipments() -> Response:
 @requires()
 @endpoint("Show a shipment: status, custody chain, excursions, latest reading")
 def get_shipment(shipment_id: int) -> Response:
-    return jsonify(service.get_shipment(
-        sessions=ctx().sessions, shipment_id=shipment_id, principal=current_principal()
-    ))
+    return jsonify(
+        service.get_shipment(
+            sessions=ctx().sessions, shipment_id=shipment_id, principal=current_principal()
+        )
+    )
 
 
 @bp.get("/shipments/<int:shipment_id>/readings")
 @requires()
-@endpoint("A shipment's temperature readings in its monitoring window", query=ReadingQuery,
-          csv=True)
+@endpoint(
+    "A shipment's temperature readings in its monitoring window", query=ReadingQuery, csv=True
+)
 def shipment_readings(shipment_id: int) -> Response:
     q: ReadingQuery = parse_query(ReadingQuery)
     rows = service.shipment_readings(
-        sessions=ctx().sessions, shipment_id=shipment_id, principal=current_principal(),
-        since=q.since, until=q.until, logger_id=q.logger,
-        limit=page_limit(q.limit, q.format), offset=q.offset,
+        sessions=ctx().sessions,
+        shipment_id=shipment_id,
+        principal=current_principal(),
+        since=q.since,
+        until=q.until,
+        logger_id=q.logger,
+        limit=page_limit(q.limit, q.format),
+        offset=q.offset,
     )
     return collection(rows, READING_COLUMNS, q.format, f"shipment-{shipment_id}-readings")
 
@@ -84,19 +118,29 @@ def shipment_excursions(shipment_id: int) -> Response:
 
 @bp.get("/excursions")
 @requires()
-@endpoint("The excursion log: filters since, until, site, kind, status", query=ExcursionQuery,
-          csv=True)
+@endpoint(
+    "The excursion log: filters since, until, site, kind, status", query=ExcursionQuery, csv=True
+)
 def list_excursions() -> Response:
     return _excursions(None)
 
 
 def _excursions(shipment_id: int | None) -> Response:
     q: ExcursionQuery = parse_query(ExcursionQuery)
-    filters = service.ExcursionFilter(since=q.since, until=q.until, site=q.site, kind=q.kind,
-                                      status=q.status, shipment_id=shipment_id)
+    filters = service.ExcursionFilter(
+        since=q.since,
+        until=q.until,
+        site=q.site,
+        kind=q.kind,
+        status=q.status,
+        shipment_id=shipment_id,
+    )
     rows = service.list_excursions(
-        sessions=ctx().sessions, principal=current_principal(), filters=filters,
-        limit=page_limit(q.limit, q.format), offset=q.offset,
+        sessions=ctx().sessions,
+        principal=current_principal(),
+        filters=filters,
+        limit=page_limit(q.limit, q.format),
+        offset=q.offset,
     )
     name = "excursions" if shipment_id is None else f"shipment-{shipment_id}-excursions"
     return collection(rows, EXCURSION_COLUMNS, q.format, name)

@@ -41,14 +41,16 @@ class StoreCollector(Collector):
         for key, (name, doc) in COUNTERS.items():
             value = counts.get(key, 0)
             yield CounterMetricFamily(name, doc, value=value / 1e6 if key == "batch_us" else value)
-        letters = CounterMetricFamily("coldchain_dead_letters", "refused payloads by reason",
-                                      labels=["reason"])
+        letters = CounterMetricFamily(
+            "coldchain_dead_letters", "refused payloads by reason", labels=["reason"]
+        )
         for key, value in sorted(counts.items()):
             if key.startswith("dead_letters:"):
                 letters.add_metric([key.split(":", 1)[1]], value)
         yield letters
-        open_ = GaugeMetricFamily("coldchain_excursions_open", "open excursions by kind",
-                                  labels=["kind"])
+        open_ = GaugeMetricFamily(
+            "coldchain_excursions_open", "open excursions by kind", labels=["kind"]
+        )
         by_kind = count_open_excursions(sessions=self.sessions)
         for kind in ("HIGH", "LOW", "SIGNAL_LOSS"):
             open_.add_metric([kind], by_kind.get(kind, 0))

@@ -15,8 +15,10 @@ from types import FrameType
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -63,7 +65,7 @@ class Worker:
     def _make_client(self) -> mqtt.Client:
         address = parse_mqtt_url(str(self.settings["mqtt_url"]))
         client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
+            CallbackAPIVersion.VERSION2,
             client_id=str(self.settings["ingest_client_id"]),
             protocol=mqtt.MQTTv5,
             manual_ack=True,
@@ -79,21 +81,30 @@ class Worker:
         self.address = address
         return client
 
-    def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any,
-                    reason_code: Any, _properties: Any) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, _userdata: Any, _flags: Any, reason_code: Any, _properties: Any
+    ) -> None:
         if reason_code.is_failure:
             log.error("broker refused the connection: %s", reason_code)
             return
         # Subscribing in on_connect renews the subscription after every reconnect.
+        # Retained statuses are wanted once, when the subscription is new, not on every
+        # reconnect of the persistent session (retain handling 1).
         client.subscribe(
-            [(str(self.settings["ingest_readings_topic"]), 1),
-             (str(self.settings["ingest_status_topic"]), 1)]
+            [
+                (str(self.settings["ingest_readings_topic"]), SubscribeOptions(qos=1)),
+                (
+                    str(self.settings["ingest_status_topic"]),
+                    SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB),
+                ),
+            ]
         )
         self.connected.set()
         log.info("connected to %s:%s", self.address.host, self.address.port)
 
-    def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any,
-                       reason_code: Any, _properties: Any) -> None:
+    def _on_disconnect(
+        self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason_code: Any, _properties: Any
+    ) -> None:
         self.connected.clear()
         if not self.stopping.is_set():
             log.warning("disconnected from broker (%s); reconnecting", reason_code)
@@ -101,15 +112,19 @@ class Worker:
     def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
         # Only queue here: parsing and storing happen in the batch loop, and the ack is sent
         # after the commit, so a crash before it makes the broker deliver the message again.
-        self.inbox.put(Delivery(service.Incoming(msg.topic, msg.payload, now_us()), msg.mid, msg.qos))
+        incoming = service.Incoming(msg.topic, bytes(msg.payload), now_us())
+        self.inbox.put(Delivery(incoming, msg.mid, msg.qos))
 
     def start(self) -> None:
         """Connect (retrying in the background until the broker answers)."""
-        properties = Properties(PacketTypes.CONNECT)
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = int(self.settings["ingest_session_expiry_s"])
         properties.ReceiveMaximum = int(self.settings["ingest_receive_maximum"])
         self.client.connect_async(
-            self.address.host, self.address.port, keepalive=30, clean_start=False,
+            self.address.host,
+            self.address.port,
+            keepalive=30,
+            clean_start=False,
             properties=properties,
         )
         self.client.loop_start()
@@ -146,8 +161,9 @@ class Worker:
         while len(batch) < self.batch_max:
             remaining = deadline - time.monotonic()
             try:
-                batch.append(self.inbox.get_nowait() if remaining <= 0 else
-                             self.inbox.get(timeout=remaining))
+                batch.append(
+                    self.inbox.get_nowait() if remaining <= 0 else self.inbox.get(timeout=remaining)
+                )
             except queue.Empty:
                 break
         return batch
@@ -169,8 +185,12 @@ class Worker:
             except OperationalError as exc:
                 # The database is locked, full or away: keep the messages unacked and retry,
                 # so that nothing is lost and nothing is acknowledged before it is stored.
-                log.warning("batch of %d not stored (%s); retrying in %.1fs", len(batch),
-                            exc.orig, backoff_s)
+                log.warning(
+                    "batch of %d not stored (%s); retrying in %.1fs",
+                    len(batch),
+                    exc.orig,
+                    backoff_s,
+                )
                 if self.stopping.wait(backoff_s):
                     return
                 backoff_s = min(backoff_s * 2, float(self.settings["ingest_retry_max_backoff_s"]))
@@ -191,8 +211,9 @@ class Worker:
         while not self.stopping.is_set():
             try:
                 service.dead_letter_whole(
-                    sessions=self.sessions, message=delivery.incoming,
-                    reason=str(Reason.STORE_ERROR),
+                    sessions=self.sessions,
+                    message=delivery.incoming,
+                    reason=Reason.STORE_ERROR,
                     detail="the database refused this message; see the worker log",
                 )
             except DBAPIError as exc:
@@ -209,10 +230,14 @@ class Worker:
         if self.settings["ingest_publish_acks"]:
             for result in outcome.messages:
                 if result.accepted and result.logger_id and result.first_us is not None:
-                    body = {"first": result.first_us / 1e6, "last": (result.last_us or 0) / 1e6,
-                            "count": result.accepted}
-                    self.client.publish(f"coldchain/v1/loggers/{result.logger_id}/ack",
-                                        json.dumps(body), qos=1)
+                    body = {
+                        "first": result.first_us / 1e6,
+                        "last": (result.last_us or 0) / 1e6,
+                        "count": result.accepted,
+                    }
+                    self.client.publish(
+                        f"coldchain/v1/loggers/{result.logger_id}/ack", json.dumps(body), qos=1
+                    )
         for alert in outcome.alerts:
             self.client.publish(ALERTS_TOPIC, service.alert_payload(alert), qos=1)
         log.debug("batch of %d committed: %s", len(batch), outcome.counts)

@@ -109,9 +109,7 @@ def add_logger(
 ) -> Logger:
     """Register a logger so that its readings are accepted."""
     if not isinstance(logger_id, str) or not LOGGER_ID_RE.match(logger_id):
-        raise ValidationError(
-            "logger id must match [A-Za-z0-9][A-Za-z0-9_-]{0,63}", field="id"
-        )
+        raise ValidationError("logger id must match [A-Za-z0-9][A-Za-z0-9_-]{0,63}", field="id")
     with sessions.begin() as session:
         if session.get(Logger, logger_id) is not None:
             raise ConflictError(f"logger {logger_id} exists already", field="id")

@@ -14,8 +14,13 @@ from coldchain.store.models import DeadLetter, DeadLetterMessage
 
 
 def list_dead_letters(
-    *, sessions: sessionmaker[Session], reason: str | None, logger_id: str | None,
-    since: datetime | None, limit: int | None, offset: int,
+    *,
+    sessions: sessionmaker[Session],
+    reason: str | None,
+    logger_id: str | None,
+    since: datetime | None,
+    limit: int | None,
+    offset: int,
 ) -> list[dict[str, Any]]:
     """Return refusals with their raw message, newest first."""
     query = select(DeadLetter, DeadLetterMessage).join(DeadLetter.message)

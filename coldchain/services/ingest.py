@@ -35,7 +35,6 @@ from coldchain.store.models import (
 from coldchain.store.readings import SqlReadingSource, insert_readings
 
 STATUS_PAYLOADS = {b"online": True, b"offline": False}
-BAD_STATUS = "bad-status"
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,29 +104,29 @@ def store_batch(
     outcomes: list[MessageOutcome] = []
     with sessions.begin() as session:
         conn = session.connection()
-        pending: list[tuple[Reading, int]] = []
-        owner: dict[tuple[str, str, int], list[MessageOutcome]] = {}
+        batch: list[Reading] = []
+        received: list[int] = []
+        source: list[MessageOutcome] = []
         for message in messages:
             outcome, parsed = _parse(session, conn, message, limits, known)
             outcomes.append(outcome)
-            for reading in parsed:
-                pending.append((reading, message.received_us))
-                key = (reading.logger_id, reading.name, reading.time_us)
-                owner.setdefault(key, []).append(outcome)
-        stored = insert_readings(conn, pending)
-        _credit(stored.stored, owner)
-        _credit(stored.duplicates, owner)
-        for reading, standing in stored.conflicts:
-            key = (reading.logger_id, reading.name, reading.time_us)
-            victim = owner[key].pop()
-            victim.refusals.append(
+            batch.extend(parsed)
+            received.extend([message.received_us] * len(parsed))
+            source.extend([outcome] * len(parsed))
+        stored = insert_readings(conn, batch, received)
+        for index in stored.stored:
+            source[index].accept(batch[index].time_us)
+        for index in stored.duplicates:
+            source[index].accept(batch[index].time_us)
+        for index, standing in stored.conflicts:
+            reading = batch[index]
+            source[index].refusals.append(
                 Refusal(
                     Reason.CONFLICT,
                     f"{reading.name} at {reading.time_us / 1e6} is {reading.value}, but "
                     f"{standing} is already stored for that logger and time",
                 )
             )
-            owner[key].insert(0, victim)
         for message, outcome in zip(messages, outcomes, strict=True):
             if outcome.refusals:
                 _dead_letter(session, message, outcome)
@@ -138,7 +137,10 @@ def store_batch(
                 name = f"dead_letters:{refusal.reason}"
                 counts[name] = counts.get(name, 0) + 1
         alerts = reevaluate_touched(
-            session, _touched(stored.stored), profiles=profiles, now_us=now_us
+            session,
+            _touched([batch[i] for i in stored.stored]),
+            profiles=profiles,
+            now_us=now_us,
         )
         add_counts(conn, counts)
     return BatchOutcome(outcomes, alerts, counts)
@@ -156,7 +158,9 @@ def _parse(
     logger_id = logger_id_from_topic(message.topic)
     outcome = MessageOutcome(logger_id)
     if logger_id is None:
-        outcome.refusals.append(Refusal(Reason.BAD_TOPIC, f"not a readings topic: {message.topic!r}"))
+        outcome.refusals.append(
+            Refusal(Reason.BAD_TOPIC, f"not a readings topic: {message.topic!r}")
+        )
         return outcome, []
     if not known.contains(conn, logger_id):
         outcome.refusals.append(
@@ -178,7 +182,7 @@ def _status(
     online = STATUS_PAYLOADS.get(message.payload.strip().lower())
     if online is None:
         outcome.refusals.append(
-            Refusal(BAD_STATUS, "status payload must be 'online' or 'offline'")  # type: ignore[arg-type]
+            Refusal(Reason.BAD_STATUS, "status payload must be 'online' or 'offline'")
         )
     elif not known.contains(conn, logger_id):
         outcome.refusals.append(
@@ -192,12 +196,6 @@ def _status(
     return outcome
 
 
-def _credit(readings: Sequence[Reading], owner: dict[tuple[str, str, int], list[MessageOutcome]]) -> None:
-    for reading in readings:
-        for outcome in owner[(reading.logger_id, reading.name, reading.time_us)][:1]:
-            outcome.accept(reading.time_us)
-
-
 def _touched(readings: Sequence[Reading]) -> dict[str, tuple[int, int]]:
     spans: dict[str, tuple[int, int]] = {}
     for reading in readings:
@@ -207,7 +205,10 @@ def _touched(readings: Sequence[Reading]) -> dict[str, tuple[int, int]]:
         if span is None:
             spans[reading.logger_id] = (reading.time_us, reading.time_us)
         else:
-            spans[reading.logger_id] = (min(span[0], reading.time_us), max(span[1], reading.time_us))
+            spans[reading.logger_id] = (
+                min(span[0], reading.time_us),
+                max(span[1], reading.time_us),
+            )
     return spans
 
 
@@ -228,19 +229,17 @@ def _dead_letter(session: Session, message: Incoming, outcome: MessageOutcome) -
 
 
 def dead_letter_whole(
-    *, sessions: sessionmaker[Session], message: Incoming, reason: str, detail: str
+    *, sessions: sessionmaker[Session], message: Incoming, reason: Reason, detail: str
 ) -> None:
     """Keep a message that can never be stored, so that it can be acked and not lost."""
     outcome = MessageOutcome(logger_id_from_topic(message.topic))
-    outcome.refusals.append(Refusal(reason, detail))  # type: ignore[arg-type]
+    outcome.refusals.append(Refusal(reason, detail))
     with sessions.begin() as session:
         _dead_letter(session, message, outcome)
         add_counts(session.connection(), {f"dead_letters:{reason}": 1, "messages": 1})
 
 
-def _monitored_links(
-    session: Session, logger_ids: Sequence[str]
-) -> list[tuple[Shipment, str]]:
+def _monitored_links(session: Session, logger_ids: Sequence[str]) -> list[tuple[Shipment, str]]:
     rows = session.execute(
         select(Shipment, ShipmentLogger.logger_id)
         .join(ShipmentLogger, ShipmentLogger.shipment_id == Shipment.id)
@@ -264,15 +263,36 @@ def reevaluate_touched(
     for shipment, logger_id in _monitored_links(session, list(touched)):
         lo, hi = touched[logger_id]
         window_from = to_us(shipment.monitoring_from)
-        window_until = None if shipment.monitoring_until is None else to_us(shipment.monitoring_until)
+        window_until = (
+            None if shipment.monitoring_until is None else to_us(shipment.monitoring_until)
+        )
         lo, hi = max(lo, window_from), hi if window_until is None else min(hi, window_until)
         if lo > hi:
             continue
         alerts.extend(
-            _reevaluate(session, conn, shipment, logger_id, profiles[shipment.profile],
-                        window_from, window_until, lo, hi, now_us)
+            _reevaluate(
+                session,
+                conn,
+                shipment,
+                logger_id,
+                profiles[shipment.profile],
+                window_from,
+                window_until,
+                lo,
+                hi,
+                now_us,
+            )
         )
     return alerts
+
+
+def silent_since(shipment: Shipment) -> int:
+    """Return when a logger that has sent nothing yet starts to count as silent.
+
+    A shipment created with a past monitoring_from is not in signal loss before its logger
+    had the chance to deliver its store-and-forward backlog: silence counts from creation.
+    """
+    return max(to_us(shipment.monitoring_from), to_us(shipment.created_at))
 
 
 def check_silence(
@@ -295,12 +315,22 @@ def check_silence(
                 continue
             source = SqlReadingSource(conn, logger_id, profile)
             last = source.latest_time(not_before_us=window_from, not_after_us=None)
-            anchor = window_from if last is None else last
+            anchor = silent_since(shipment) if last is None else last
             if now_us - anchor <= profile.signal_loss_s * 1_000_000:
                 continue
             alerts.extend(
-                _reevaluate(session, conn, shipment, logger_id, profile, window_from, None,
-                            anchor, anchor, now_us)
+                _reevaluate(
+                    session,
+                    conn,
+                    shipment,
+                    logger_id,
+                    profile,
+                    window_from,
+                    None,
+                    anchor,
+                    anchor,
+                    now_us,
+                )
             )
     return alerts
 
@@ -326,6 +356,7 @@ def _reevaluate(
         touched_from_us=touched_from,
         touched_until_us=touched_until,
         now_us=now_us,
+        silent_since_us=silent_since(shipment),
     )
     query = select(Excursion).where(
         Excursion.shipment_id == shipment.id,
@@ -337,15 +368,22 @@ def _reevaluate(
         query = query.where(Excursion.started_us < result.until_us)
     rows = {row.id: row for row in session.scalars(query)}
     stored = [
-        exc.StoredExcursion(r.id, exc.Kind(r.kind), r.started_us, r.ended_us, r.peak_c, r.duration_s)
+        exc.StoredExcursion(
+            r.id, exc.Kind(r.kind), r.started_us, r.ended_us, r.peak_c, r.duration_s
+        )
         for r in rows.values()
     ]
     alerts: list[dict[str, Any]] = []
     now = from_us(now_us)
     for event in exc.reconcile(stored, result.found):
         if isinstance(event, exc.ExcursionOpened):
-            row = Excursion(shipment_id=shipment.id, logger_id=logger_id, detected_at=now,
-                            updated_at=now, version=1)
+            row = Excursion(
+                shipment_id=shipment.id,
+                logger_id=logger_id,
+                detected_at=now,
+                updated_at=now,
+                version=1,
+            )
             _apply(row, event.excursion)
             session.add(row)
             session.flush()

@@ -19,7 +19,15 @@ from coldchain.services.accounts import Principal
 from coldchain.services.ingest import reevaluate_touched
 from coldchain.services.timefmt import now_us, rfc3339, to_us
 from coldchain.services.views import excursion_view, shipment_summary
-from coldchain.store.models import Excursion, Logger, Reading, Shipment, ShipmentLogger, Site, utcnow
+from coldchain.store.models import (
+    Excursion,
+    Logger,
+    Reading,
+    Shipment,
+    ShipmentLogger,
+    Site,
+    utcnow,
+)
 
 
 @dataclass(frozen=True)
@@ -36,7 +44,7 @@ class NewShipment:
     seal_id: str | None = None
 
 
-def visible_shipments(principal: Principal) -> Select[tuple[Shipment]]:
+def visible_shipments(principal: Principal) -> Select[Shipment]:
     """Return the query of shipments a caller may see: a clinic sees only its own site's."""
     query = select(Shipment)
     if principal.role is Role.CLINIC:
@@ -67,13 +75,16 @@ def create_shipment(
     created = utcnow()
     monitoring_from = request.monitoring_from or created
     with sessions.begin() as session:
-        for field, site_id in (("origin_site", request.origin_site),
-                               ("destination_site", request.destination_site)):
+        for field, site_id in (
+            ("origin_site", request.origin_site),
+            ("destination_site", request.destination_site),
+        ):
             if session.get(Site, site_id) is None:
                 raise ValidationError(f"unknown site {site_id!r}", field=field)
         if request.origin_site == request.destination_site:
-            raise ValidationError("origin and destination are the same site",
-                                  field="destination_site")
+            raise ValidationError(
+                "origin and destination are the same site", field="destination_site"
+            )
         for logger_id in request.loggers:
             if session.get(Logger, logger_id) is None:
                 raise ValidationError(f"unknown logger {logger_id!r}", field="loggers")
@@ -87,7 +98,8 @@ def create_shipment(
             # One logger on two active shipments would report one box's temperature for both.
             raise ConflictError(
                 f"logger {busy[0]} is already on active shipment {busy[1]}",
-                field="loggers", code="logger-in-use",
+                field="loggers",
+                code="logger-in-use",
             )
         shipment = Shipment(
             coi=coi,
@@ -109,8 +121,10 @@ def create_shipment(
         start = to_us(monitoring_from)
         if start <= now:
             reevaluate_touched(
-                session, {logger_id: (start, now) for logger_id in request.loggers},
-                profiles=profiles, now_us=now,
+                session,
+                {logger_id: (start, now) for logger_id in request.loggers},
+                profiles=profiles,
+                now_us=now,
             )
         return _detail(session, shipment, now)
 
@@ -124,8 +138,12 @@ def get_shipment(
 
 
 def list_shipments(
-    *, sessions: sessionmaker[Session], principal: Principal, status: str | None,
-    limit: int, offset: int,
+    *,
+    sessions: sessionmaker[Session],
+    principal: Principal,
+    status: str | None,
+    limit: int,
+    offset: int,
 ) -> list[dict[str, Any]]:
     """Return the shipments the caller may see, newest first."""
     query = visible_shipments(principal).options(selectinload(Shipment.loggers))
@@ -160,11 +178,14 @@ def _window(shipment: Shipment) -> Any:
 def _detail(session: Session, shipment: Shipment, now: int) -> dict[str, Any]:
     body = shipment_summary(shipment)
     latest = session.execute(
-        select(Reading).where(_window(shipment), Reading.name == "temp")
-        .order_by(Reading.time_us.desc()).limit(1)
+        select(Reading)
+        .where(_window(shipment), Reading.name == "temp")
+        .order_by(Reading.time_us.desc())
+        .limit(1)
     ).scalar_one_or_none()
     excursions = session.scalars(
-        select(Excursion).where(Excursion.shipment_id == shipment.id)
+        select(Excursion)
+        .where(Excursion.shipment_id == shipment.id)
         .order_by(Excursion.started_us, Excursion.id)
     )
     body["latest_reading"] = None if latest is None else reading_view(latest)
@@ -184,9 +205,15 @@ def reading_view(row: Reading) -> dict[str, Any]:
 
 
 def shipment_readings(
-    *, sessions: sessionmaker[Session], shipment_id: int, principal: Principal,
-    since: datetime | None, until: datetime | None, logger_id: str | None,
-    limit: int | None, offset: int,
+    *,
+    sessions: sessionmaker[Session],
+    shipment_id: int,
+    principal: Principal,
+    since: datetime | None,
+    until: datetime | None,
+    logger_id: str | None,
+    limit: int | None,
+    offset: int,
 ) -> list[dict[str, Any]]:
     """Return a shipment's temperature readings in its monitoring window, oldest first."""
     with sessions() as session:
@@ -217,8 +244,12 @@ class ExcursionFilter:
 
 
 def list_excursions(
-    *, sessions: sessionmaker[Session], principal: Principal, filters: ExcursionFilter,
-    limit: int | None, offset: int,
+    *,
+    sessions: sessionmaker[Session],
+    principal: Principal,
+    filters: ExcursionFilter,
+    limit: int | None,
+    offset: int,
 ) -> list[dict[str, Any]]:
     """Return the excursions the caller may see, oldest first."""
     visible = visible_shipments(principal).with_only_columns(Shipment.id)
@@ -233,8 +264,10 @@ def list_excursions(
         query = query.where(
             exists().where(
                 Shipment.id == Excursion.shipment_id,
-                or_(Shipment.origin_site_id == filters.site,
-                    Shipment.destination_site_id == filters.site),
+                or_(
+                    Shipment.origin_site_id == filters.site,
+                    Shipment.destination_site_id == filters.site,
+                ),
             )
         )
     if filters.until is not None:
@@ -257,7 +290,8 @@ def count_open_excursions(*, sessions: sessionmaker[Session]) -> dict[str, int]:
     """Return how many excursions are open, by kind (for /metrics)."""
     with sessions() as session:
         rows = session.execute(
-            select(Excursion.kind, func.count()).where(Excursion.status == "OPEN")
+            select(Excursion.kind, func.count())
+            .where(Excursion.status == "OPEN")
             .group_by(Excursion.kind)
         )
         return {kind: n for kind, n in rows}

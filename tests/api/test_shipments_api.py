@@ -24,8 +24,9 @@ def shipment_body(**changes: object) -> dict[str, object]:
 
 
 def create(client: FlaskClient, world: World, **changes: object) -> dict[str, object]:
-    response = client.post("/api/v1/shipments", json=shipment_body(**changes),
-                           headers=world.auth("coord"))
+    response = client.post(
+        "/api/v1/shipments", json=shipment_body(**changes), headers=world.auth("coord")
+    )
     assert response.status_code == 201, response.get_json()
     return response.get_json()  # type: ignore[no-any-return]
 
@@ -49,8 +50,9 @@ def test_a_wrong_check_character_is_refused_with_its_code(
 ) -> None:
     good = make_coi(1)
     bad = good[:-1] + ("A" if good[-1] != "A" else "B")
-    response = client.post("/api/v1/shipments", json=shipment_body(coi=bad),
-                           headers=world.auth("coord"))
+    response = client.post(
+        "/api/v1/shipments", json=shipment_body(coi=bad), headers=world.auth("coord")
+    )
     assert response.status_code == 400
     assert response.get_json()["error"]["code"] == "coi-check-character"
     assert response.get_json()["error"]["field"] == "coi"
@@ -73,8 +75,9 @@ def test_a_wrong_check_character_is_refused_with_its_code(
 def test_a_bad_field_is_refused_with_a_400_naming_it(
     client: FlaskClient, world: World, changes: dict[str, object], field: str
 ) -> None:
-    response = client.post("/api/v1/shipments", json=shipment_body(**changes),
-                           headers=world.auth("coord"))
+    response = client.post(
+        "/api/v1/shipments", json=shipment_body(**changes), headers=world.auth("coord")
+    )
     assert response.status_code == 400, response.get_json()
     assert response.get_json()["error"]["field"] == field
 
@@ -88,8 +91,11 @@ def test_a_missing_field_is_named(client: FlaskClient, world: World) -> None:
 
 
 def test_a_body_that_is_not_json_is_a_400_not_a_500(client: FlaskClient, world: World) -> None:
-    response = client.post("/api/v1/shipments", data=b"{not json",
-                           headers={**world.auth("coord"), "Content-Type": "application/json"})
+    response = client.post(
+        "/api/v1/shipments",
+        data=b"{not json",
+        headers={**world.auth("coord"), "Content-Type": "application/json"},
+    )
     assert response.status_code == 400
     assert set(response.get_json()["error"]) >= {"code", "message"}
 
@@ -98,8 +104,9 @@ def test_a_logger_on_an_active_shipment_cannot_be_assigned_again(
     client: FlaskClient, world: World
 ) -> None:
     create(client, world)
-    response = client.post("/api/v1/shipments", json=shipment_body(coi=make_coi(2)),
-                           headers=world.auth("coord"))
+    response = client.post(
+        "/api/v1/shipments", json=shipment_body(coi=make_coi(2)), headers=world.auth("coord")
+    )
     assert response.status_code == 409
     assert response.get_json()["error"]["code"] == "logger-in-use"
 
@@ -124,20 +131,29 @@ def test_a_clinic_sees_only_shipments_to_its_own_site(client: FlaskClient, world
     listed = client.get("/api/v1/shipments", headers=world.auth("clinic1")).get_json()
     assert [s["id"] for s in listed] == [mine["id"]]
     for path in ("", "/readings", "/excursions"):
-        response = client.get(f"/api/v1/shipments/{theirs['id']}{path}",
-                              headers=world.auth("clinic1"))
+        response = client.get(
+            f"/api/v1/shipments/{theirs['id']}{path}", headers=world.auth("clinic1")
+        )
         assert response.status_code == 404, path
-    assert client.get(f"/api/v1/shipments/{mine['id']}",
-                      headers=world.auth("clinic1")).status_code == 200
-    all_ids = {s["id"] for s in client.get("/api/v1/shipments",
-                                           headers=world.auth("auditor")).get_json()}
+    assert (
+        client.get(f"/api/v1/shipments/{mine['id']}", headers=world.auth("clinic1")).status_code
+        == 200
+    )
+    all_ids = {
+        s["id"] for s in client.get("/api/v1/shipments", headers=world.auth("auditor")).get_json()
+    }
     assert all_ids == {mine["id"], theirs["id"]}
 
 
 def test_collections_answer_csv_for_auditors(client: FlaskClient, world: World) -> None:
     create(client, world, monitoring_from=(datetime.now(UTC) - timedelta(hours=1)).isoformat())
-    for path in ("/api/v1/shipments", "/api/v1/excursions", "/api/v1/loggers",
-                 "/api/v1/deadletters", "/api/v1/shipments/1/readings"):
+    for path in (
+        "/api/v1/shipments",
+        "/api/v1/excursions",
+        "/api/v1/loggers",
+        "/api/v1/deadletters",
+        "/api/v1/shipments/1/readings",
+    ):
         response = client.get(f"{path}?format=csv", headers=world.auth("auditor"))
         assert response.status_code == 200, path
         assert response.mimetype == "text/csv"
@@ -145,15 +161,17 @@ def test_collections_answer_csv_for_auditors(client: FlaskClient, world: World) 
 
 
 def test_loggers_are_registered_and_listed(client: FlaskClient, world: World) -> None:
-    response = client.post("/api/v1/loggers", json={"id": "NEW-9", "model": "X1"},
-                           headers=world.auth("coord"))
+    response = client.post(
+        "/api/v1/loggers", json={"id": "NEW-9", "model": "X1"}, headers=world.auth("coord")
+    )
     assert response.status_code == 201
     again = client.post("/api/v1/loggers", json={"id": "NEW-9"}, headers=world.auth("coord"))
     assert again.status_code == 409
     bad = client.post("/api/v1/loggers", json={"id": "no/slash"}, headers=world.auth("coord"))
     assert bad.status_code == 400 and bad.get_json()["error"]["field"] == "id"
-    ids = [row["id"] for row in client.get("/api/v1/loggers",
-                                            headers=world.auth("coord")).get_json()]
+    ids = [
+        row["id"] for row in client.get("/api/v1/loggers", headers=world.auth("coord")).get_json()
+    ]
     assert "NEW-9" in ids and "L-1" in ids
 
 
@@ -161,17 +179,29 @@ def test_the_openapi_document_lists_every_contract_path(client: FlaskClient) -> 
     document = client.get("/api/v1/openapi.json").get_json()
     assert document["openapi"].startswith("3.")
     paths = document["paths"]
-    for path, method in (("/api/v1/shipments", "post"), ("/api/v1/shipments", "get"),
-                         ("/api/v1/shipments/{shipment_id}", "get"),
-                         ("/api/v1/shipments/{shipment_id}/readings", "get"),
-                         ("/api/v1/shipments/{shipment_id}/excursions", "get"),
-                         ("/api/v1/excursions", "get"), ("/api/v1/deadletters", "get"),
-                         ("/api/v1/loggers", "get"), ("/api/v1/loggers", "post"),
-                         ("/healthz", "get"), ("/metrics", "get")):
+    for path, method in (
+        ("/api/v1/shipments", "post"),
+        ("/api/v1/shipments", "get"),
+        ("/api/v1/shipments/{shipment_id}", "get"),
+        ("/api/v1/shipments/{shipment_id}/readings", "get"),
+        ("/api/v1/shipments/{shipment_id}/excursions", "get"),
+        ("/api/v1/excursions", "get"),
+        ("/api/v1/deadletters", "get"),
+        ("/api/v1/loggers", "get"),
+        ("/api/v1/loggers", "post"),
+        ("/healthz", "get"),
+        ("/metrics", "get"),
+    ):
         assert method in paths[path], (path, method)
     body = document["components"]["schemas"]["ShipmentCreate"]
-    assert set(body["required"]) == {"coi", "profile", "origin_site", "destination_site",
-                                     "loggers", "patient"}
+    assert set(body["required"]) == {
+        "coi",
+        "profile",
+        "origin_site",
+        "destination_site",
+        "loggers",
+        "patient",
+    }
 
 
 def test_unknown_paths_and_methods_answer_json_errors(client: FlaskClient) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import signal
@@ -49,6 +50,7 @@ class Mosquitto:
             "max_inflight_messages 0\n"
             "max_queued_messages 0\n"
             "persistence false\n"
+            f"user {getpass.getuser()}\n"
             f"log_dest file {workdir / 'mosquitto.log'}\n"
         )
         self.process: subprocess.Popen[bytes] | None = None
@@ -59,7 +61,8 @@ class Mosquitto:
 
     def start(self) -> Mosquitto:
         self.process = subprocess.Popen(
-            [MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
+            [MOSQUITTO, "-c", str(self.conf)],
+            stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         wait_for_port(self.port)
@@ -85,8 +88,11 @@ class ColdchainProcess:
     def start(self) -> ColdchainProcess:
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "coldchain", *self.args], env=self.env, cwd=ROOT,
-            stdout=self._log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "coldchain", *self.args],
+            env=self.env,
+            cwd=ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         return self
 
@@ -117,4 +123,3 @@ class ColdchainProcess:
                 raise RuntimeError(f"process exited early:\n{self.log()}")
             time.sleep(0.05)
         raise TimeoutError(f"{text!r} not in the log after {timeout_s}s:\n{self.log()}")
-

@@ -1,0 +1,46 @@
+# coldchain: `make demo` runs the whole system; `make test` runs every check.
+# Both set up what they need first (Debian packages as root, a virtualenv in .venv).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEB_PACKAGES := mosquitto mosquitto-clients
+
+.PHONY: setup system-packages demo test lint typecheck pytest bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv --system-site-packages $(VENV) || { \
+	  $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q python3-venv && \
+	  $(PYTHON) -m venv --system-site-packages $(VENV); }
+
+system-packages:
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
+	fi
+
+setup: system-packages $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+
+demo: setup
+	$(BIN)/coldchain demo
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy coldchain
+
+pytest: setup
+	$(BIN)/python -m pytest
+
+test: lint typecheck pytest
+
+bench: setup
+	$(BIN)/python bench/ingest.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,316 @@
+"""`coldchain demo`: broker, database, worker, API and a simulated fleet on one machine."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import FrameType
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from coldchain.config import CONFIG_DIR, Settings
+from coldchain.domain.identity import mod37_2_check_character
+from coldchain.domain.senml import PackLimits
+from coldchain.services import accounts, ingest, shipments
+from coldchain.services.timefmt import now_us
+from coldchain.store.engine import make_engine, make_sessions
+from coldchain.store.migrate import upgrade
+
+SITES = (
+    ("COLL-1", "Apheresis Centre North", "apheresis"),
+    ("MFG-1", "Cell Manufacturing Plant", "manufacturing"),
+    ("TC-1", "University Hospital Treatment Centre", "treatment"),
+    ("TC-2", "City Cancer Clinic", "treatment"),
+)
+USERS = (
+    ("admin", "admin", None, "Ada Admin"),
+    ("coordinator", "coordinator", None, "Cora Coordinator"),
+    ("courier", "courier", None, "Carl Courier"),
+    ("clinic", "clinic", "TC-1", "Dr Clara Clinic"),
+    ("qa", "qa", None, "Quinn QA"),
+    ("auditor", "auditor", None, "Audrey Auditor"),
+)
+# (scenario, loggers, monitoring starts this many seconds ago)
+FLEET = (
+    ("nominal", ("SIM-NOM-1", "SIM-NOM-2"), 60),
+    ("excursion", ("SIM-EXC-1",), 60),
+    ("signal-loss", ("SIM-LOSS-1",), 1200),
+)
+
+
+@dataclass
+class Children:
+    """The processes the demo started, stopped in reverse order."""
+
+    processes: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+
+    def start(self, name: str, args: list[str], env: dict[str, str], log: Path) -> None:
+        with log.open("ab") as out:
+            process = subprocess.Popen(
+                args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self.processes.append((name, process))
+
+    def dead(self) -> list[str]:
+        return [name for name, p in self.processes if p.poll() is not None]
+
+    def stop(self) -> None:
+        for _name, process in reversed(self.processes):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for _name, process in reversed(self.processes):
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for_port(port: int, timeout_s: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+def _mosquitto_conf(workdir: Path, port: int) -> Path:
+    """Write the demo broker's config: the shipped one plus a listener and a data folder."""
+    shipped = (CONFIG_DIR / "mosquitto.conf").read_text()
+    conf = workdir / "mosquitto.conf"
+    conf.write_text(
+        f"{shipped}\n# --- added by coldchain demo ---\nlistener {port} 127.0.0.1\n"
+        f"allow_anonymous true\npersistence_location {workdir}/\n"
+        # Run as root, Mosquitto switches to its own user, which cannot write the demo folder.
+        f"user {getpass.getuser()}\n"
+        f"log_dest file {workdir / 'mosquitto.log'}\n"
+    )
+    return conf
+
+
+def seed(sessions: sessionmaker[Session], settings: Settings) -> dict[str, tuple[str, str]]:
+    """Create the demo's sites, users, loggers and shipments; return logins by user."""
+    for site_id, name, kind in SITES:
+        accounts.add_site(sessions=sessions, site_id=site_id, name=name, kind=kind)
+    logins = {}
+    for username, role, site, full_name in USERS:
+        password = f"{username}-demo-pw"
+        _user, token = accounts.add_user(
+            sessions=sessions,
+            username=username,
+            role=role,
+            site_id=site,
+            password=password,
+            full_name=full_name,
+        )
+        logins[username] = (password, token)
+    coordinator = accounts.principal_for_token(sessions=sessions, token=logins["coordinator"][1])
+    assert coordinator is not None
+    serial = 100
+    now = datetime.now(UTC)
+    for scenario, logger_ids, ago_s in FLEET:
+        for logger_id in logger_ids:
+            accounts.add_logger(sessions=sessions, logger_id=logger_id, model="SimLogger")
+            serial += 1
+            din = f"W1234{now:%y}{serial:06d}"
+            shipments.create_shipment(
+                sessions=sessions,
+                request=shipments.NewShipment(
+                    coi=din + mod37_2_check_character(din),
+                    profile="LN2_VAPOR",
+                    origin_site="MFG-1",
+                    destination_site="TC-1",
+                    loggers=[logger_id],
+                    patient={"mrn": f"MRN-{serial}", "scenario": scenario},
+                    monitoring_from=now - timedelta(seconds=ago_s),
+                    seal_id=f"SEAL-{serial}",
+                ),
+                creator=coordinator,
+                profiles=settings.profiles,
+                secret_key=settings.secret_key,
+            )
+            if scenario == "signal-loss":
+                _last_word(sessions, settings, logger_id, now - timedelta(seconds=ago_s + 1))
+    return logins
+
+
+def _last_word(
+    sessions: sessionmaker[Session], settings: Settings, logger_id: str, at: datetime
+) -> None:
+    """Store one old reading, as if the logger reported once and then lost its signal.
+
+    The demo then shows a SIGNAL_LOSS at once, and its recovery when the simulated
+    logger's store-and-forward backfill arrives.
+    """
+    payload = json.dumps(
+        [
+            {
+                "bn": f"urn:dev:logger:{logger_id}:",
+                "n": "temp",
+                "u": "Cel",
+                "t": at.timestamp(),
+                "v": -190.0,
+            }
+        ]
+    ).encode()
+    ingest.store_batch(
+        sessions=sessions,
+        messages=[ingest.Incoming(f"coldchain/v1/loggers/{logger_id}/readings", payload, now_us())],
+        profiles=settings.profiles,
+        limits=PackLimits(),
+        known=ingest.KnownLoggers(),
+        now_us=now_us(),
+    )
+
+
+def run_demo(settings: Settings, *, http_port: int | None, duration_s: float | None) -> int:
+    """Run the demo until Ctrl-C (or for duration_s); return the exit code."""
+    from waitress import create_server
+
+    from coldchain.app import create_app
+
+    mosquitto = shutil.which("mosquitto") or (
+        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+    )
+    if mosquitto is None:
+        print(
+            "coldchain demo needs Mosquitto: apt-get install mosquitto "
+            "(`make demo` installs it). No embedded broker speaks MQTT 5 with shared "
+            "subscriptions, which the worker uses.",
+            file=sys.stderr,
+        )
+        return 2
+    workdir = Path(str(settings["demo_database_path"])).resolve().parent / "demo"
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    database_url = f"sqlite:///{workdir / 'demo.db'}"
+    mqtt_port = int(settings["demo_mqtt_port"]) or _free_port()
+    http_port = http_port or int(settings["demo_http_port"])
+    settings = settings.with_overrides(
+        {
+            "database_url": database_url,
+            "mqtt_url": f"mqtt://127.0.0.1:{mqtt_port}",
+            "ingest_signal_loss_check_s": 10,
+        }
+    )
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    logins = seed(make_sessions(engine), settings)
+
+    children = Children()
+    env = {
+        **os.environ,
+        "COLDCHAIN_DATABASE_URL": database_url,
+        "COLDCHAIN_MQTT_URL": settings["mqtt_url"],
+        "COLDCHAIN_INGEST_SIGNAL_LOSS_CHECK_S": "10",
+        "COLDCHAIN_SECRET_KEY": str(settings["secret_key"]),
+    }
+    stop = threading.Event()
+
+    def _stop(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    server = None
+    try:
+        children.start(
+            "mosquitto",
+            [mosquitto, "-c", str(_mosquitto_conf(workdir, mqtt_port))],
+            env,
+            workdir / "mosquitto.out",
+        )
+        if not _wait_for_port(mqtt_port):
+            print(f"Mosquitto did not start; see {workdir}/mosquitto.log", file=sys.stderr)
+            return 1
+        children.start(
+            "worker", [sys.executable, "-m", "coldchain", "ingest"], env, workdir / "worker.log"
+        )
+        for scenario, logger_ids, ago_s in FLEET:
+            extra = (
+                ["--silence-s", "30", "--backfill-s", str(ago_s)]
+                if scenario == "signal-loss"
+                else []
+            )
+            if scenario == "excursion":
+                extra = ["--warmup-after-s", "30", "--warmup-s", "180"]
+            children.start(
+                f"devices-{scenario}",
+                [
+                    sys.executable,
+                    "-m",
+                    "devices",
+                    "--broker",
+                    settings["mqtt_url"],
+                    "--loggers",
+                    ",".join(logger_ids),
+                    "--interval",
+                    "5",
+                    "--scenario",
+                    scenario,
+                    *extra,
+                ],
+                env,
+                workdir / f"devices-{scenario}.log",
+            )
+        app = create_app(settings=settings)
+        server = create_server(app, host="127.0.0.1", port=http_port, threads=8)
+        threading.Thread(target=server.run, daemon=True).start()
+        _banner(http_port, mqtt_port, workdir, logins)
+        deadline = None if duration_s is None else time.monotonic() + duration_s
+        while not stop.wait(1.0):
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            dead = children.dead()
+            if dead:
+                print(f"stopping: {', '.join(dead)} exited; logs in {workdir}", file=sys.stderr)
+                return 1
+        return 0
+    finally:
+        print("stopping the demo...", flush=True)
+        if server is not None:
+            server.close()
+        children.stop()
+        engine.dispose()
+        print("demo stopped", flush=True)
+
+
+def _banner(
+    http_port: int, mqtt_port: int, workdir: Path, logins: dict[str, tuple[str, str]]
+) -> None:
+    print(f"""
+coldchain demo is running.
+  API:      http://127.0.0.1:{http_port}/api/v1/shipments   (OpenAPI: /api/v1/openapi.json)
+  health:   http://127.0.0.1:{http_port}/healthz    metrics: /metrics
+  broker:   mqtt://127.0.0.1:{mqtt_port}   alerts on coldchain/v1/alerts/excursions
+  logs, db: {workdir}
+Demo logins (user / password / API token):""")
+    for username, (password, token) in logins.items():
+        print(f"  {username:<12} {password:<18} {token}")
+    print(
+        f"""Try:
+  curl -H 'Authorization: Bearer {logins["coordinator"][1]}' \\
+       http://127.0.0.1:{http_port}/api/v1/excursions
+Press Ctrl-C to stop.""",
+        flush=True,
+    )

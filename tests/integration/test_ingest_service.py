@@ -1,0 +1,154 @@
+"""The ingest transaction on a real SQLite file: idempotent storage, dead letters, counters."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from coldchain.config import Settings
+from coldchain.domain.senml import PackLimits
+from coldchain.services import ingest
+from coldchain.services.timefmt import now_us
+from coldchain.store.counters import read_counts
+from coldchain.store.models import DeadLetter, Logger, Reading
+from tests.conftest import World
+
+BN = "urn:dev:logger:L-1:"
+
+
+def message(
+    records: list[dict[str, Any]] | bytes, logger_id: str = "L-1", kind: str = "readings"
+) -> ingest.Incoming:
+    payload = records if isinstance(records, bytes) else json.dumps(records).encode()
+    return ingest.Incoming(f"coldchain/v1/loggers/{logger_id}/{kind}", payload, now_us())
+
+
+def store(
+    sessions: sessionmaker[Session], settings: Settings, *messages: ingest.Incoming
+) -> ingest.BatchOutcome:
+    return ingest.store_batch(
+        sessions=sessions,
+        messages=list(messages),
+        profiles=settings.profiles,
+        limits=PackLimits(),
+        known=ingest.KnownLoggers(),
+        now_us=now_us(),
+    )
+
+
+def count(sessions: sessionmaker[Session], model: Any) -> int:
+    with sessions() as session:
+        return int(session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def test_storing_the_same_pack_twice_stores_it_once(
+    sessions: sessionmaker[Session], settings: Settings, world: World
+) -> None:
+    t = round(time.time()) - 100
+    pack = [{"bn": BN, "bu": "Cel", "bt": t, "n": "temp", "t": i, "v": -190} for i in range(5)]
+    first = store(sessions, settings, message(pack))
+    second = store(sessions, settings, message(pack), message(pack))
+    assert first.counts["readings_stored"] == 5
+    assert second.counts["readings_stored"] == 0 and second.counts["readings_duplicate"] == 10
+    assert count(sessions, Reading) == 5 and count(sessions, DeadLetter) == 0
+    # Duplicates are acknowledged end to end: the logger may forget them.
+    assert [(m.accepted, m.first_us, m.last_us) for m in second.messages] == [
+        (5, t * 1_000_000, (t + 4) * 1_000_000)
+    ] * 2
+
+
+def test_a_second_value_for_the_same_reading_is_dead_lettered_and_the_first_stands(
+    sessions: sessionmaker[Session], settings: Settings, world: World
+) -> None:
+    t = round(time.time()) - 100
+    outcome = store(
+        sessions,
+        settings,
+        message([{"bn": BN, "n": "temp", "u": "Cel", "t": t, "v": -190}]),
+        message([{"bn": BN, "n": "temp", "u": "Cel", "t": t, "v": -100}]),
+    )
+    assert [m.accepted for m in outcome.messages] == [1, 0]
+    with sessions() as session:
+        assert session.scalars(select(Reading.value)).all() == [-190]
+        letters = session.scalars(select(DeadLetter)).all()
+    assert [letter.reason for letter in letters] == ["conflict"]
+    later = store(
+        sessions, settings, message([{"bn": BN, "n": "temp", "u": "Cel", "t": t, "v": -150}])
+    )
+    assert later.messages[0].refusals[0].reason == "conflict"
+    assert count(sessions, DeadLetter) == 2
+
+
+def test_a_partly_bad_pack_keeps_its_good_records(
+    sessions: sessionmaker[Session], settings: Settings, world: World
+) -> None:
+    t = round(time.time()) - 100
+    pack = [
+        {"bn": BN, "bu": "Cel", "bt": t, "n": "temp", "t": 0, "v": -190},
+        {"n": "temp", "t": 1, "v": True},
+        {"n": "humidity", "t": 2, "v": 40},
+        {"n": "batt", "u": "%EL", "t": 3, "v": 88},
+        {"n": "lid", "t": 4, "vb": False},
+    ]
+    outcome = store(sessions, settings, message(pack))
+    assert outcome.messages[0].accepted == 3
+    with sessions() as session:
+        names = sorted(session.scalars(select(Reading.name)).all())
+        letters = session.scalars(select(DeadLetter).order_by(DeadLetter.record_index)).all()
+        assert [(x.record_index, x.reason) for x in letters] == [
+            (1, "bad-value"),
+            (2, "unknown-name"),
+        ]
+        assert letters[0].message.payload == json.dumps(pack).encode()
+    assert names == ["batt", "lid", "temp"]
+    counts = outcome.counts
+    assert counts["dead_letters:bad-value"] == counts["dead_letters:unknown-name"] == 1
+
+
+def test_an_unknown_logger_and_a_bad_topic_are_dead_lettered_whole(
+    sessions: sessionmaker[Session], settings: Settings, world: World
+) -> None:
+    pack = [{"n": "temp", "u": "Cel", "t": time.time(), "v": -190}]
+    store(
+        sessions,
+        settings,
+        message(pack, logger_id="STRANGER"),
+        ingest.Incoming("coldchain/v1/loggers/bad id!/readings", b"[]", now_us()),
+    )
+    with sessions() as session:
+        letters = session.scalars(select(DeadLetter).order_by(DeadLetter.id)).all()
+        assert [(x.reason, x.record_index) for x in letters] == [
+            ("unknown-logger", None),
+            ("bad-topic", None),
+        ]
+        assert letters[0].message.logger_id == "STRANGER"
+
+
+def test_the_status_topic_records_presence(
+    sessions: sessionmaker[Session], settings: Settings, world: World
+) -> None:
+    store(sessions, settings, message(b"online", kind="status"))
+    with sessions() as session:
+        assert session.get(Logger, "L-1").online is True  # type: ignore[union-attr]
+    store(sessions, settings, message(b"offline", kind="status"), message(b"sleepy", kind="status"))
+    with sessions() as session:
+        assert session.get(Logger, "L-1").online is False  # type: ignore[union-attr]
+        assert session.scalars(select(DeadLetter.reason)).all() == ["bad-status"]
+
+
+def test_counters_add_up_across_batches(
+    sessions: sessionmaker[Session], settings: Settings, world: World
+) -> None:
+    t = round(time.time()) - 100
+    pack = [{"bn": BN, "bu": "Cel", "bt": t, "n": "temp", "t": i, "v": -190} for i in range(3)]
+    store(sessions, settings, message(pack))
+    store(sessions, settings, message(pack), message(b"nope"))
+    with sessions() as session:
+        counts = read_counts(session.connection())
+    assert counts["readings_stored"] == 3 and counts["readings_duplicate"] == 3
+    assert counts["messages"] == 3 and counts["batches"] == 2
+    assert counts["dead_letters:not-json"] == 1
