@@ -22,17 +22,17 @@ system-packages:
 	fi
 
 setup: system-packages $(BIN)/python
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test]'
 
 demo: setup
-	$(BIN)/coldchain demo
+	$(BIN)/python -m coldchain demo
 
 lint: setup
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/python -m ruff check .
+	$(BIN)/python -m ruff format --check .
 
 typecheck: setup
-	$(BIN)/mypy coldchain
+	$(BIN)/python -m mypy coldchain
 
 pytest: setup
 	$(BIN)/python -m pytest

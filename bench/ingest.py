@@ -190,6 +190,7 @@ def real_worker(
     payloads: list[tuple[str, bytes]],
     expected: int,
     monitored_from: float,
+    extra_env: dict[str, str],
 ) -> tuple[float, int]:
     """Drain the pre-loaded messages with `coldchain ingest`; return seconds and peak KiB."""
     url = prepare_database(workdir, monitored_from)
@@ -200,15 +201,16 @@ def real_worker(
         "COLDCHAIN_INGEST_CLIENT_ID": f"bench-{tag}",
         "COLDCHAIN_INGEST_READINGS_TOPIC": f"$share/b{tag}/coldchain/v1/loggers/+/readings",
         "COLDCHAIN_INGEST_SIGNAL_LOSS_CHECK_S": "3600",
-        "COLDCHAIN_LOG_LEVEL": "WARNING",
+        "COLDCHAIN_LOG_LEVEL": "INFO",
+        **extra_env,
     }
     # First run registers the worker's persistent session and subscription, then stops.
-    worker = ColdchainProcess(["-v", "ingest"], env, workdir / "worker-1.log").start()
+    worker = ColdchainProcess(["ingest"], env, workdir / "worker-1.log").start()
     worker.wait_for_log("connected to", timeout_s=60)
     time.sleep(0.5)
     worker.stop()
     publish_all(broker.port, payloads)
-    worker = ColdchainProcess(["-v", "ingest"], env, workdir / "worker-2.log").start()
+    worker = ColdchainProcess(["ingest"], env, workdir / "worker-2.log").start()
     worker.wait_for_log("connected to", timeout_s=60)
     start = time.perf_counter()
     db_path = workdir / "bench.db"
@@ -228,7 +230,9 @@ def real_worker(
     return elapsed, peak_kib
 
 
-def run_case(name: str, messages: int, per_message: int) -> dict[str, object]:
+def run_case(
+    name: str, messages: int, per_message: int, extra_env: dict[str, str]
+) -> dict[str, object]:
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
     broker = Mosquitto(workdir).start()
     try:
@@ -236,7 +240,7 @@ def run_case(name: str, messages: int, per_message: int) -> dict[str, object]:
         payloads = make_payloads(messages, per_message, t0)
         readings = messages * per_message
         bare_s = bare_subscriber(broker.port, "coldchain/v1/loggers/+/readings", payloads)
-        worker_s, peak_kib = real_worker(broker, workdir, payloads, readings, t0 - 60)
+        worker_s, peak_kib = real_worker(broker, workdir, payloads, readings, t0 - 60, extra_env)
     finally:
         broker.stop()
     shutil.rmtree(workdir, ignore_errors=True)
@@ -255,10 +259,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=20000, help="messages of one reading each")
     parser.add_argument("--packs", type=int, default=200, help="messages of 1,000 readings each")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra COLDCHAIN_* setting for the worker, e.g. INGEST_PUBLISH_ACKS=false",
+    )
     args = parser.parse_args()
+    extra = {f"COLDCHAIN_{k.upper()}": v for k, _, v in (item.partition("=") for item in args.set)}
     results = [
-        run_case("one-reading-per-message", args.messages, 1),
-        run_case("packs-of-1000", args.packs, 1000),
+        run_case("one-reading-per-message", args.messages, 1, extra),
+        run_case("packs-of-1000", args.packs, 1000, extra),
     ]
     print(f"{'case':<26}{'bare r/s':>12}{'worker r/s':>12}{'ratio':>8}{'peak MB':>9}")
     for r in results:
