@@ -14,6 +14,13 @@ Edge cases decided here (the contract is silent on them):
   includes the gap (the contract measures a run up to the next in-range reading).
 - A run with no reading after it stays open even once the monitoring window has ended; only
   the trailing signal loss is closed at the window end.
+- The time from the window start to the first reading is not itself a loss: it is neither a
+  gap between consecutive readings nor silence "until now" (``monitoring_from`` may be given
+  in the past, before the logger was switched on, and its backlog may fill it). Silence
+  before the first reading counts from ``silent_since_us`` (the caller passes the later of
+  the window start and the shipment's creation; default: none). A logger with no reading is
+  silent from then until now; when its first reading comes more than ``signal_loss_s``
+  after ``silent_since_us``, that hole is a closed SIGNAL_LOSS (not a recovery).
 - Durations are compared with ``grace_s`` and ``signal_loss_s`` exactly as the reported
   ``duration_s`` values (``us / 1e6``), so a reported excursion always satisfies
   ``duration_s >= grace_s`` and a reported gap ``duration_s > signal_loss_s``.
@@ -130,10 +137,11 @@ def detect_excursions(
     ``readings`` must be sorted by time with unique times (a violation inside the window
     raises ValueError). Only readings with ``start_us <= t <= until_us`` count (a None bound
     is no bound). The contract's signal losses are gaps between consecutive readings and
-    silence "until now": the time from ``start_us`` to the first reading is neither. The
-    trailing loss is judged only when ``now_us`` is given, from the latest reading or, with
-    none, from ``silent_since_us`` (default ``start_us``), and is closed at ``until_us`` once
-    the window has ended.
+    silence "until now": the time from ``start_us`` to the first reading is neither, but
+    silence from ``silent_since_us`` (when given) to the first reading is. The trailing loss
+    is judged only when ``now_us`` is given, from the latest reading or, with none, from
+    ``silent_since_us`` (default ``start_us``), and is closed at ``until_us`` once the window
+    has ended.
     """
     grace_us = _first_us(profile.grace_s, lambda s: s >= profile.grace_s)
     loss_us = _first_us(profile.signal_loss_s, lambda s: s > profile.signal_loss_s)
@@ -150,8 +158,16 @@ def detect_excursions(
     run_start = 0
     peak = 0.0
     prev_t: int | None = None
+    # Silence before the first reading counts from silent_since (when monitoring began for
+    # this logger): a logger silent from the start and then heard from left a real hole.
+    silent_from = None
+    if silent_since_us is not None:
+        silent_from = silent_since_us if start_us is None else max(silent_since_us, start_us)
     for t, temp in islice(readings, lo, hi):
-        if prev_t is not None:
+        if prev_t is None:
+            if silent_from is not None and t - silent_from >= loss_us:
+                found.append(_loss(silent_from, t))
+        else:
             gap = t - prev_t
             if gap <= 0:
                 raise ValueError(f"readings are not sorted by unique time at {t}")
@@ -174,10 +190,8 @@ def detect_excursions(
     if run_kind is not None and prev_t is not None and prev_t - run_start >= grace_us:
         found.append(Excursion(run_kind, run_start, None, peak, (prev_t - run_start) / _US_PER_S))
 
-    if prev_t is not None:
-        last_us: int | None = prev_t
-    else:
-        last_us = silent_since_us if silent_since_us is not None else start_us
+    # Nothing before the window is monitored: silence cannot count from earlier.
+    last_us = prev_t if prev_t is not None else silent_from if silent_from is not None else start_us
     if now_us is not None and last_us is not None:
         if until_us is not None and until_us <= now_us:
             # The window has ended: silence up to its end is a finished fact.
@@ -293,7 +307,13 @@ def reevaluate(
         )
     else:
         readings = source.readings_between(from_us, t1)
-        found = detect_excursions(readings, profile, start_us=from_us, until_us=t1)
+        found = detect_excursions(
+            readings,
+            profile,
+            start_us=from_us,
+            until_us=t1,
+            silent_since_us=silent_since_us if t0 is None else None,
+        )
     # The slice decides nothing outside [t0, t1); dropping such finds keeps the caller's
     # reconciliation to the rows it was asked about, whatever the slice's edges produce.
     slice_ = Reevaluation(from_us=from_us, until_us=t1, found=[])
