@@ -150,7 +150,7 @@ def seed(sessions: sessionmaker[Session], settings: Settings) -> dict[str, tuple
                 secret_key=settings.secret_key,
             )
             if scenario == "signal-loss":
-                _last_word(sessions, settings, logger_id, now - timedelta(seconds=ago_s + 1))
+                _last_word(sessions, settings, logger_id, now - timedelta(seconds=ago_s - 1))
     return logins
 
 
