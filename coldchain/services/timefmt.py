@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 
@@ -41,4 +42,4 @@ def parse_rfc3339(text: str) -> datetime:
 
 def now_us() -> int:
     """Return the wall-clock time in microseconds (arrival times, the signal-loss clock)."""
-    return to_us(datetime.now(UTC))
+    return time.time_ns() // 1000
