@@ -51,7 +51,6 @@ class Worker:
         self.batch_deadline = 0.0
         self.ever_connected = False
         self.stopping = threading.Event()
-        self.connected = threading.Event()
         self.known = service.KnownLoggers()
         self.limits = PackLimits(
             max_bytes=int(settings["ingest_max_payload_bytes"]),
@@ -78,7 +77,6 @@ class Worker:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.address = address
         return client
 
@@ -100,13 +98,11 @@ class Worker:
                 ),
             ]
         )
-        self.connected.set()
         log.info("connected to %s:%s", self.address.host, self.address.port)
 
     def _on_disconnect(
         self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason_code: Any, _properties: Any
     ) -> None:
-        self.connected.clear()
         if not self.stopping.is_set():
             log.warning("disconnected from broker (%s); reconnecting", reason_code)
 
@@ -186,7 +182,6 @@ class Worker:
                     # Messages received but not committed are redelivered by the broker on
                     # reconnect (the session persists), so they are dropped here, not acked.
                     self.pending.clear()
-                    self.connected.clear()
                     log.warning("connection lost (%s); reconnecting", mqtt.error_string(rc))
                     if not self._connect():
                         break
