@@ -25,7 +25,7 @@ COUNTERS = {
     "batches": ("coldchain_batches", "batches committed by the ingest workers"),
     "readings_stored": ("coldchain_readings_stored", "readings stored"),
     "readings_duplicate": ("coldchain_readings_duplicate", "duplicate readings ignored"),
-    "batch_us": ("coldchain_batch_seconds", "time spent storing batches, seconds"),
+    "batch_us": ("coldchain_batch_seconds", "time spent storing batches before commit, s"),
 }
 
 

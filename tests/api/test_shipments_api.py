@@ -214,4 +214,5 @@ def test_unknown_paths_and_methods_answer_json_errors(client: FlaskClient) -> No
 def test_metrics_are_prometheus_text(client: FlaskClient, world: World) -> None:
     text = client.get("/metrics").get_data(as_text=True)
     assert "coldchain_readings_stored_total" in text
+    assert "coldchain_batch_seconds_total" in text
     assert 'coldchain_excursions_open{kind="HIGH"} 0.0' in text

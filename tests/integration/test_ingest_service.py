@@ -152,3 +152,4 @@ def test_counters_add_up_across_batches(
     assert counts["readings_stored"] == 3 and counts["readings_duplicate"] == 3
     assert counts["messages"] == 3 and counts["batches"] == 2
     assert counts["dead_letters:not-json"] == 1
+    assert counts["batch_us"] >= 2  # each batch adds its own time, at least a microsecond
