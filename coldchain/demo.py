@@ -77,13 +77,15 @@ class Children:
                 process.wait()
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """Return a TCP port that is free on the loopback interface now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-def _wait_for_port(port: int, timeout_s: float = 15.0) -> bool:
+def wait_for_port(port: int, timeout_s: float = 15.0) -> bool:
+    """Wait until something listens on the port; tell whether it did."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
@@ -204,7 +206,7 @@ def run_demo(settings: Settings, *, http_port: int | None, duration_s: float | N
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     database_url = f"sqlite:///{workdir / 'demo.db'}"
-    mqtt_port = int(settings["demo_mqtt_port"]) or _free_port()
+    mqtt_port = int(settings["demo_mqtt_port"]) or free_port()
     http_port = http_port or int(settings["demo_http_port"])
     settings = settings.with_overrides(
         {
@@ -240,7 +242,7 @@ def run_demo(settings: Settings, *, http_port: int | None, duration_s: float | N
             env,
             workdir / "mosquitto.out",
         )
-        if not _wait_for_port(mqtt_port):
+        if not wait_for_port(mqtt_port):
             print(f"Mosquitto did not start; see {workdir}/mosquitto.log", file=sys.stderr)
             return 1
         children.start(

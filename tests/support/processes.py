@@ -6,34 +6,23 @@ import getpass
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from coldchain.demo import free_port
+from coldchain.demo import wait_for_port as demo_wait_for_port
+
 ROOT = Path(__file__).resolve().parents[2]
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
 
-def free_port() -> int:
-    """Return a TCP port that is free on the loopback interface now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def wait_for_port(port: int, timeout_s: float = 10.0) -> None:
-    """Wait until something listens on the port."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on port {port} after {timeout_s}s")
+    """Wait until something listens on the port, or fail."""
+    if not demo_wait_for_port(port, timeout_s):
+        raise TimeoutError(f"nothing listens on port {port} after {timeout_s}s")
 
 
 class Mosquitto:
