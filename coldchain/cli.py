@@ -211,8 +211,12 @@ def check_secret(settings: Settings) -> None:
 @pass_ctx
 def ingest(context: Context) -> None:
     """Run the MQTT ingest worker until SIGTERM or Ctrl-C."""
-    from coldchain.ingest.worker import run_worker
+    from coldchain.ingest.worker import protocol_version, run_worker
 
+    try:
+        protocol_version(context.settings["mqtt_protocol"])
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
     run_worker(context.settings, context.sessions())
 
 

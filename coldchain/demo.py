@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import importlib.util
 import json
 import os
 import shutil
@@ -110,6 +111,39 @@ def _mosquitto_conf(workdir: Path, port: int) -> Path:
     return conf
 
 
+@dataclass(frozen=True)
+class DemoBroker:
+    """The broker the demo runs: Mosquitto, or the embedded amqtt on MQTT 3.1.1."""
+
+    name: str
+    mqtt_version: str
+    executable: str | None = None
+
+    def command(self, workdir: Path, port: int) -> list[str]:
+        if self.executable is not None:
+            return [self.executable, "-c", str(_mosquitto_conf(workdir, port))]
+        return [sys.executable, "-m", "coldchain.embedded_broker", "--port", str(port)]
+
+
+def choose_broker(choice: str) -> DemoBroker | str:
+    """Pick the demo's broker by the demo.broker setting; a string is why none can run."""
+    if choice not in ("auto", "mosquitto", "embedded"):
+        return f"demo.broker must be auto, mosquitto or embedded, not {choice!r}"
+    mosquitto = shutil.which("mosquitto") or (
+        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+    )
+    if mosquitto is not None and choice != "embedded":
+        return DemoBroker("mosquitto", "5", mosquitto)
+    if choice == "mosquitto":
+        return "demo.broker is mosquitto but Mosquitto is not installed: apt-get install mosquitto"
+    if importlib.util.find_spec("amqtt") is None:
+        return (
+            "coldchain demo needs a broker: apt-get install mosquitto (`make demo` does), "
+            "or pip install 'coldchain[demo]' for the embedded amqtt broker"
+        )
+    return DemoBroker("amqtt (embedded)", "3.1.1")
+
+
 def seed(sessions: sessionmaker[Session], settings: Settings) -> dict[str, tuple[str, str]]:
     """Create the demo's sites, users, loggers and shipments; return logins by user."""
     for site_id, name, kind in SITES:
@@ -191,16 +225,9 @@ def run_demo(settings: Settings, *, http_port: int | None, duration_s: float | N
 
     from coldchain.app import create_app
 
-    mosquitto = shutil.which("mosquitto") or (
-        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
-    )
-    if mosquitto is None:
-        print(
-            "coldchain demo needs Mosquitto: apt-get install mosquitto "
-            "(`make demo` installs it). No embedded broker speaks MQTT 5 with shared "
-            "subscriptions, which the worker uses.",
-            file=sys.stderr,
-        )
+    broker = choose_broker(str(settings["demo_broker"]))
+    if isinstance(broker, str):
+        print(broker, file=sys.stderr)
         return 2
     workdir = Path(str(settings["demo_database_path"])).resolve().parent / "demo"
     shutil.rmtree(workdir, ignore_errors=True)
@@ -212,6 +239,7 @@ def run_demo(settings: Settings, *, http_port: int | None, duration_s: float | N
         {
             "database_url": database_url,
             "mqtt_url": f"mqtt://127.0.0.1:{mqtt_port}",
+            "mqtt_protocol": broker.mqtt_version,
             "ingest_signal_loss_check_s": 10,
         }
     )
@@ -224,6 +252,7 @@ def run_demo(settings: Settings, *, http_port: int | None, duration_s: float | N
         **os.environ,
         "COLDCHAIN_DATABASE_URL": database_url,
         "COLDCHAIN_MQTT_URL": settings["mqtt_url"],
+        "COLDCHAIN_MQTT_PROTOCOL": broker.mqtt_version,
         "COLDCHAIN_INGEST_SIGNAL_LOSS_CHECK_S": "10",
         "COLDCHAIN_SECRET_KEY": str(settings["secret_key"]),
     }
@@ -236,14 +265,9 @@ def run_demo(settings: Settings, *, http_port: int | None, duration_s: float | N
     signal.signal(signal.SIGTERM, _stop)
     server = None
     try:
-        children.start(
-            "mosquitto",
-            [mosquitto, "-c", str(_mosquitto_conf(workdir, mqtt_port))],
-            env,
-            workdir / "mosquitto.out",
-        )
+        children.start(broker.name, broker.command(workdir, mqtt_port), env, workdir / "broker.log")
         if not wait_for_port(mqtt_port):
-            print(f"Mosquitto did not start; see {workdir}/mosquitto.log", file=sys.stderr)
+            print(f"{broker.name} did not start; see {workdir}/broker.log", file=sys.stderr)
             return 1
         children.start(
             "worker", [sys.executable, "-m", "coldchain", "ingest"], env, workdir / "worker.log"
@@ -264,6 +288,8 @@ def run_demo(settings: Settings, *, http_port: int | None, duration_s: float | N
                     "devices",
                     "--broker",
                     settings["mqtt_url"],
+                    "--mqtt-version",
+                    broker.mqtt_version,
                     "--loggers",
                     ",".join(logger_ids),
                     "--interval",
@@ -278,7 +304,7 @@ def run_demo(settings: Settings, *, http_port: int | None, duration_s: float | N
         app = create_app(settings=settings)
         server = create_server(app, host="127.0.0.1", port=http_port, threads=8)
         threading.Thread(target=server.run, daemon=True).start()
-        _banner(http_port, mqtt_port, workdir, logins)
+        _banner(http_port, broker, mqtt_port, workdir, logins)
         deadline = None if duration_s is None else time.monotonic() + duration_s
         while not stop.wait(1.0):
             if deadline is not None and time.monotonic() >= deadline:
@@ -298,13 +324,18 @@ def run_demo(settings: Settings, *, http_port: int | None, duration_s: float | N
 
 
 def _banner(
-    http_port: int, mqtt_port: int, workdir: Path, logins: dict[str, tuple[str, str]]
+    http_port: int,
+    broker: DemoBroker,
+    mqtt_port: int,
+    workdir: Path,
+    logins: dict[str, tuple[str, str]],
 ) -> None:
     print(f"""
 coldchain demo is running.
   API:      http://127.0.0.1:{http_port}/api/v1/shipments   (OpenAPI: /api/v1/openapi.json)
   health:   http://127.0.0.1:{http_port}/healthz    metrics: /metrics
-  broker:   mqtt://127.0.0.1:{mqtt_port}   alerts on coldchain/v1/alerts/excursions
+  broker:   mqtt://127.0.0.1:{mqtt_port}   {broker.name}, MQTT {broker.mqtt_version}
+  alerts:   coldchain/v1/alerts/excursions
   logs, db: {workdir}
 Demo logins (user / password / API token):""")
     for username, (password, token) in logins.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import threading
@@ -25,6 +26,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--broker",
         default="mqtt://127.0.0.1:1883",
         help="mqtt://[user:pass@]host:port or mqtts://... (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--mqtt-version",
+        choices=("5", "3.1.1"),
+        default="5",
+        help="MQTT protocol version (default: %(default)s)",
     )
     parser.add_argument(
         "--loggers",
@@ -113,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
-        broker = Broker.from_url(args.broker)
+        broker = dataclasses.replace(Broker.from_url(args.broker), mqtt_version=args.mqtt_version)
         ids = logger_ids(args.loggers, args.prefix)
         scenario = Scenario(
             name=args.scenario,

@@ -45,13 +45,15 @@ OFFLINE_POLL_S = 0.5
 
 @dataclass(frozen=True)
 class Broker:
-    """Where the loggers connect: host, port, optional credentials and TLS."""
+    """Where the loggers connect: host, port, optional credentials and TLS, MQTT version."""
 
     host: str = "127.0.0.1"
     port: int = 1883
     username: str | None = None
     password: str | None = None
     tls: bool = False
+    # "5", or "3.1.1" for a broker that speaks nothing newer.
+    mqtt_version: str = "5"
 
     @classmethod
     def from_url(cls, url: str) -> Broker:
@@ -241,7 +243,11 @@ class SimLogger:
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=self.logger_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
+            protocol=(
+                MQTTProtocolVersion.MQTTv311
+                if self.broker.mqtt_version == "3.1.1"
+                else MQTTProtocolVersion.MQTTv5
+            ),
         )
         username = self.broker.username or self.logger_id
         client.username_pw_set(username, self.broker.password)

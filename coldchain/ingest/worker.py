@@ -13,7 +13,7 @@ from types import FrameType
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -30,6 +30,23 @@ from coldchain.store.readings import ConcurrentInsertError
 log = logging.getLogger(__name__)
 
 ALERTS_TOPIC = "coldchain/v1/alerts/excursions"
+PROTOCOLS = {"5": MQTTProtocolVersion.MQTTv5, "3.1.1": MQTTProtocolVersion.MQTTv311}
+
+
+def protocol_version(value: object) -> MQTTProtocolVersion:
+    """Map the `mqtt_protocol` setting ("5" or "3.1.1") to paho's constant."""
+    try:
+        return PROTOCOLS[str(value)]
+    except KeyError:
+        choices = ", ".join(PROTOCOLS)
+        raise ValueError(f"mqtt_protocol must be one of {choices}, not {value!r}") from None
+
+
+def unshared(topic: str) -> str:
+    """Drop a `$share/GROUP/` prefix: MQTT 3.1.1 has no shared subscriptions."""
+    if topic.startswith("$share/"):
+        return topic.split("/", 2)[2]
+    return topic
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,10 +81,13 @@ class Worker:
 
     def _make_client(self) -> mqtt.Client:
         address = parse_mqtt_url(str(self.settings["mqtt_url"]))
+        self.protocol = protocol_version(self.settings["mqtt_protocol"])
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=str(self.settings["ingest_client_id"]),
-            protocol=mqtt.MQTTv5,
+            protocol=self.protocol,
+            # MQTT 3.1.1 keeps the session by clean_session; MQTT 5 by clean_start at connect.
+            clean_session=False if self.protocol == MQTTProtocolVersion.MQTTv311 else None,
             manual_ack=True,
         )
         if address.username:
@@ -87,13 +107,21 @@ class Worker:
             log.error("broker refused the connection: %s", reason_code)
             return
         # Subscribing in on_connect renews the subscription after every reconnect.
+        readings, status = (
+            str(self.settings["ingest_readings_topic"]),
+            str(self.settings["ingest_status_topic"]),
+        )
+        if self.protocol == MQTTProtocolVersion.MQTTv311:
+            client.subscribe([(unshared(readings), 1), (status, 1)])
+            log.info("connected to %s:%s (MQTT 3.1.1)", self.address.host, self.address.port)
+            return
         # Retained statuses are wanted once, when the subscription is new, not on every
         # reconnect of the persistent session (retain handling 1).
         client.subscribe(
             [
-                (str(self.settings["ingest_readings_topic"]), SubscribeOptions(qos=1)),
+                (readings, SubscribeOptions(qos=1)),
                 (
-                    str(self.settings["ingest_status_topic"]),
+                    status,
                     SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB),
                 ),
             ]
@@ -121,6 +149,9 @@ class Worker:
             try:
                 if self.ever_connected:
                     self.client.reconnect()
+                elif self.protocol == MQTTProtocolVersion.MQTTv311:
+                    self.client.connect(self.address.host, self.address.port, keepalive=30)
+                    self.ever_connected = True
                 else:
                     properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
                     properties.SessionExpiryInterval = int(self.settings["ingest_session_expiry_s"])

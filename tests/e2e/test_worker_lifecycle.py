@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 
 from tests.conftest import World
 from tests.e2e.test_pipeline import eventually
-from tests.support.mqtt import publish_paho, readings_topic
+from tests.support.mqtt import Collector, publish_paho, readings_topic
 from tests.support.processes import ColdchainProcess, Mosquitto
 
 pytestmark = pytest.mark.e2e
@@ -65,6 +65,43 @@ def test_messages_published_while_the_worker_is_down_are_stored_when_it_returns(
         eventually(lambda: stored(client, world) == 50)
     finally:
         assert second.stop() == 0
+
+
+def test_on_mqtt_3_1_1_the_session_is_kept_and_each_message_acked_after_commit(
+    own_broker: Mosquitto,
+    worker_env: dict[str, str],
+    tmp_path: Path,
+    client: FlaskClient,
+    world: World,
+) -> None:
+    # The demo's embedded broker speaks 3.1.1 only: clean_session false keeps the session,
+    # and the $share prefix of the configured topic is dropped.
+    env = {**worker_env, "COLDCHAIN_MQTT_URL": own_broker.url, "COLDCHAIN_MQTT_PROTOCOL": "3.1.1"}
+    first = ColdchainProcess(["ingest"], env, tmp_path / "w1.log").start()
+    first.wait_for_log("connected to 127.0.0.1")
+    assert "(MQTT 3.1.1)" in first.log()
+    assert first.stop() == 0
+    acks = Collector(own_broker, "coldchain/v1/loggers/L-4/ack")
+    t = round(time.time()) - 600
+    for k in range(3):
+        publish_paho(own_broker, readings_topic("L-4"), pack("L-4", t + 10 * k, 10))
+    second = ColdchainProcess(["ingest"], env, tmp_path / "w2.log").start()
+    try:
+        eventually(lambda: stored(client, world) == 30)
+        eventually(lambda: len(acks.snapshot()) == 3)
+        assert sorted(body["first"] for _, body in acks.snapshot()) == [t, t + 10, t + 20]
+    finally:
+        acks.close()
+        assert second.stop() == 0, second.log()
+
+
+def test_a_bad_mqtt_protocol_setting_is_a_clear_error(
+    worker_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {**worker_env, "COLDCHAIN_MQTT_PROTOCOL": "4"}
+    process = ColdchainProcess(["ingest"], env, tmp_path / "w.log").start()
+    assert process.wait() == 1
+    assert "mqtt_protocol must be one of 5, 3.1.1, not '4'" in process.log()
 
 
 def test_the_worker_reconnects_after_the_broker_restarts(

@@ -99,6 +99,14 @@ class ColdchainProcess:
             self._log.close()
         return int(self.process.returncode)
 
+    def wait(self, timeout_s: float = 30.0) -> int:
+        """Wait for the process to exit by itself and return its exit code."""
+        assert self.process is not None
+        code = self.process.wait(timeout=timeout_s)
+        if self._log is not None:
+            self._log.close()
+        return int(code)
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
