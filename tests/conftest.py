@@ -48,7 +48,7 @@ class World:
 
 
 def seed_world(sessions: sessionmaker[Session]) -> World:
-    """Create four sites, a user of each role and five loggers."""
+    """Create four sites, users of each role (site users at MFG-1, TC-1, TC-2), five loggers."""
     for site_id, kind in (
         ("COLL-1", "apheresis"),
         ("MFG-1", "manufacturing"),
@@ -61,6 +61,8 @@ def seed_world(sessions: sessionmaker[Session]) -> World:
         ("admin", "admin", None),
         ("coord", "coordinator", None),
         ("courier", "courier", None),
+        ("courier2", "courier", None),
+        ("mfg", "clinic", "MFG-1"),
         ("clinic1", "clinic", "TC-1"),
         ("clinic2", "clinic", "TC-2"),
         ("qa", "qa", None),

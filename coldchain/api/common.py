@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Response, current_app, jsonify
+from flask import Response, current_app, g, jsonify
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -27,6 +27,12 @@ class AppContext:
 def ctx() -> AppContext:
     """Return the coldchain context of the current app."""
     return current_app.extensions["coldchain"]  # type: ignore[no-any-return]
+
+
+def request_id() -> str | None:
+    """The id of this request (X-Request-Id), carried into the audit trail."""
+    value = g.get("request_id")
+    return None if value is None else str(value)
 
 
 def page_limit(limit: int | None, fmt: str) -> int | None:

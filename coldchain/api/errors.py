@@ -9,6 +9,7 @@ from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
 from coldchain.domain.errors import (
+    AuthenticationError,
     ConflictError,
     DomainError,
     NotFoundError,
@@ -43,6 +44,8 @@ def _status_of(exc: DomainError) -> int:
         return 409
     if isinstance(exc, PermissionDeniedError):
         return 403
+    if isinstance(exc, AuthenticationError):
+        return 401
     return 400
 
 

@@ -62,3 +62,53 @@ class DeadLetterQuery(Page):
     reason: str | None = None
     logger: str | None = None
     since: AwareDatetime | None = None
+
+
+class SignatureIn(Strict):
+    """The second component of a signature: the signer's password again, and its meaning."""
+
+    password: str = Field(min_length=1, max_length=1000)
+    meaning: str = Field(min_length=1, max_length=200, description='e.g. "Released to courier"')
+
+
+class Signed(Strict):
+    version: int = Field(ge=1, description="the version the signer saw, as its GET returned it")
+    signature: SignatureIn
+
+
+class HandoffCreate(Signed):
+    """POST /api/v1/shipments/{id}/handoffs."""
+
+    from_party: str = Field(min_length=1, max_length=100, description="site id or courier name")
+    to_party: str = Field(min_length=1, max_length=100, description="site id or courier name")
+    location: str = Field(min_length=1, max_length=200)
+    seal_id: str = Field(min_length=1, max_length=100, description="the seal seen at handoff")
+    condition: str = Field(min_length=1, max_length=200, description='e.g. "intact"')
+    notes: str | None = Field(default=None, max_length=2000)
+    seal_change_reason: str | None = Field(
+        default=None, max_length=2000, description="required when the seal is not the recorded one"
+    )
+
+
+class ReceiptCreate(Signed):
+    """POST /api/v1/shipments/{id}/receipt."""
+
+    coi_scan: str = Field(min_length=1, max_length=40, description="the COI as scanned")
+    patient: dict[str, str] = Field(description="patient identifiers, re-entered")
+    seal_id: str = Field(min_length=1, max_length=100)
+    decision: Literal["accept", "reject", "quarantine"]
+    reason: str | None = Field(default=None, max_length=2000, description="required unless accept")
+
+
+class CancelRequest(Strict):
+    """POST /api/v1/shipments/{id}/cancel."""
+
+    version: int = Field(ge=1)
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class DispositionCreate(Signed):
+    """POST /api/v1/excursions/{id}/disposition."""
+
+    decision: Literal["product_acceptable", "product_rejected", "needs_investigation"]
+    reason: str = Field(min_length=1, max_length=2000)

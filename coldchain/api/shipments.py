@@ -5,11 +5,24 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 
 from coldchain.api.auth import current_principal, requires
-from coldchain.api.common import collection, ctx, page_limit
+from coldchain.api.common import collection, ctx, page_limit, request_id
 from coldchain.api.openapi import endpoint, parse_body, parse_query
-from coldchain.api.schemas import ExcursionQuery, ReadingQuery, ShipmentCreate, ShipmentQuery
+from coldchain.api.schemas import (
+    CancelRequest,
+    DispositionCreate,
+    ExcursionQuery,
+    HandoffCreate,
+    ReadingQuery,
+    ReceiptCreate,
+    ShipmentCreate,
+    ShipmentQuery,
+    SignatureIn,
+)
+from coldchain.domain.custody import Decision, Disposition
 from coldchain.domain.roles import Role
+from coldchain.services import custody
 from coldchain.services import shipments as service
+from coldchain.services.signing import SignatureInput
 
 bp = Blueprint("shipments", __name__, url_prefix="/api/v1")
 
@@ -23,6 +36,8 @@ SHIPMENT_COLUMNS = [
     "version",
     "loggers",
     "seal_id",
+    "leg",
+    "holder",
     "monitoring_from",
     "monitoring_until",
     "created_at",
@@ -40,6 +55,8 @@ EXCURSION_COLUMNS = [
     "status",
     "resolution",
     "version",
+    "disposition",
+    "disposition_current",
     "detected_at",
     "updated_at",
 ]
@@ -57,6 +74,7 @@ def create_shipment() -> tuple[Response, int]:
         creator=current_principal(),
         profiles=app.settings.profiles,
         secret_key=app.settings.secret_key,
+        request_id=request_id(),
     )
     response = jsonify(shipment)
     response.headers["Location"] = f"/api/v1/shipments/{shipment['id']}"
@@ -144,3 +162,131 @@ def _excursions(shipment_id: int | None) -> Response:
     )
     name = "excursions" if shipment_id is None else f"shipment-{shipment_id}-excursions"
     return collection(rows, EXCURSION_COLUMNS, q.format, name)
+
+
+def _signature(given: SignatureIn) -> SignatureInput:
+    return SignatureInput(password=given.password, meaning=given.meaning)
+
+
+@bp.post("/shipments/<int:shipment_id>/handoffs")
+@requires(Role.ADMIN, Role.COORDINATOR, Role.COURIER, Role.CLINIC)
+@endpoint(
+    "Record a signed custody handoff (the chain must be unbroken, the seal the recorded one)",
+    body=HandoffCreate,
+    status=201,
+    response="the shipment",
+)
+def create_handoff(shipment_id: int) -> tuple[Response, int]:
+    body: HandoffCreate = parse_body(HandoffCreate)
+    shipment = custody.record_handoff(
+        sessions=ctx().sessions,
+        shipment_id=shipment_id,
+        principal=current_principal(),
+        handoff=custody.NewHandoff(
+            version=body.version,
+            from_party=body.from_party,
+            to_party=body.to_party,
+            location=body.location,
+            seal_id=body.seal_id,
+            condition=body.condition,
+            notes=body.notes,
+            seal_change_reason=body.seal_change_reason,
+            signature=_signature(body.signature),
+        ),
+        request_id=request_id(),
+    )
+    return jsonify(shipment), 201
+
+
+@bp.post("/shipments/<int:shipment_id>/receipt")
+@requires(Role.CLINIC)
+@endpoint(
+    "Receive a shipment: COI scan, patient identifiers, seal, decision, signature",
+    body=ReceiptCreate,
+    status=201,
+    response="the shipment",
+)
+def create_receipt(shipment_id: int) -> tuple[Response, int]:
+    body: ReceiptCreate = parse_body(ReceiptCreate)
+    app = ctx()
+    shipment = custody.record_receipt(
+        sessions=app.sessions,
+        shipment_id=shipment_id,
+        principal=current_principal(),
+        receipt=custody.NewReceipt(
+            version=body.version,
+            coi_scan=body.coi_scan,
+            patient=body.patient,
+            seal_id=body.seal_id,
+            decision=Decision(body.decision),
+            reason=body.reason,
+            signature=_signature(body.signature),
+        ),
+        secret_key=app.settings.secret_key,
+        request_id=request_id(),
+    )
+    return jsonify(shipment), 201
+
+
+@bp.post("/shipments/<int:shipment_id>/cancel")
+@requires(Role.ADMIN, Role.COORDINATOR)
+@endpoint("Cancel a shipment before delivery", body=CancelRequest, response="the shipment")
+def cancel_shipment(shipment_id: int) -> Response:
+    body: CancelRequest = parse_body(CancelRequest)
+    return jsonify(
+        custody.cancel_shipment(
+            sessions=ctx().sessions,
+            shipment_id=shipment_id,
+            principal=current_principal(),
+            version=body.version,
+            reason=body.reason,
+            request_id=request_id(),
+        )
+    )
+
+
+@bp.get("/excursions/<int:excursion_id>")
+@requires()
+@endpoint("Show an excursion with its QA dispositions and their signatures")
+def get_excursion(excursion_id: int) -> Response:
+    return jsonify(
+        custody.get_excursion(
+            sessions=ctx().sessions, excursion_id=excursion_id, principal=current_principal()
+        )
+    )
+
+
+@bp.post("/excursions/<int:excursion_id>/disposition")
+@requires(Role.QA)
+@endpoint(
+    "QA's signed disposition of an excursion",
+    body=DispositionCreate,
+    status=201,
+    response="the excursion",
+)
+def create_disposition(excursion_id: int) -> tuple[Response, int]:
+    body: DispositionCreate = parse_body(DispositionCreate)
+    app = ctx()
+    excursion = custody.record_disposition(
+        sessions=app.sessions,
+        excursion_id=excursion_id,
+        principal=current_principal(),
+        disposition=custody.NewDisposition(
+            version=body.version,
+            decision=Disposition(body.decision),
+            reason=body.reason,
+            signature=_signature(body.signature),
+        ),
+        profiles=app.settings.profiles,
+        request_id=request_id(),
+    )
+    return jsonify(excursion), 201
+
+
+@bp.get("/coi/<string:coi>")
+@requires()
+@endpoint("The vein-to-vein history of a COI: every leg the caller may see")
+def coi_history(coi: str) -> Response:
+    return jsonify(
+        service.coi_history(sessions=ctx().sessions, coi=coi, principal=current_principal())
+    )

@@ -38,3 +38,9 @@ class PermissionDeniedError(DomainError):
     """The caller's role does not allow the action."""
 
     code = "forbidden"
+
+
+class AuthenticationError(DomainError):
+    """The caller did not prove who they are (a wrong password at signing)."""
+
+    code = "unauthenticated"

@@ -22,6 +22,7 @@ from coldchain.domain.senml import (
     logger_id_from_topic,
     parse_pack,
 )
+from coldchain.services import audit
 from coldchain.services.timefmt import from_us, to_us
 from coldchain.services.views import excursion_view
 from coldchain.store.counters import add_counts
@@ -391,6 +392,7 @@ def _reevaluate(
             _apply(row, event.excursion)
             session.add(row)
             session.flush()
+            _changed(session, shipment, row, "opened")
             alerts.append({"event": "opened", "excursion": excursion_view(row)})
         elif isinstance(event, exc.ExcursionUpdated | exc.ExcursionClosed):
             row = rows[event.id]
@@ -398,6 +400,8 @@ def _reevaluate(
             _apply(row, event.excursion)
             row.version += 1
             row.updated_at = now
+            if isinstance(event, exc.ExcursionClosed):
+                _changed(session, shipment, row, "closed")
             if not quiet:
                 name = "closed" if isinstance(event, exc.ExcursionClosed) else "updated"
                 alerts.append({"event": name, "excursion": excursion_view(row)})
@@ -413,8 +417,31 @@ def _reevaluate(
                 row.ended_us = row.started_us
             row.version += 1
             row.updated_at = now
+            _changed(session, shipment, row, "closed")
             alerts.append({"event": "closed", "excursion": excursion_view(row)})
     return alerts
+
+
+def _changed(session: Session, shipment: Shipment, row: Excursion, action: str) -> None:
+    """An excursion opened or closed: audit it, and move its shipment to a new version.
+
+    A signer who saw the shipment before the change is then refused as stale: nobody signs
+    a receipt on a record without an excursion that has since appeared.
+    """
+    shipment.version = Shipment.version + 1
+    view = excursion_view(row)
+    audit.record(
+        session,
+        actor=audit.SYSTEM_INGEST,
+        action=f"excursion.{action}",
+        entity="excursion",
+        entity_id=row.id,
+        new={
+            key: view[key]
+            for key in ("shipment_id", "logger_id", "kind", "started_at", "ended_at", "peak_c",
+                        "duration_s", "status", "resolution", "version")
+        },
+    )  # fmt: skip
 
 
 def _apply(row: Excursion, found: exc.Excursion) -> None:

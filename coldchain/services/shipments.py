@@ -15,6 +15,7 @@ from coldchain.domain.identity import parse_coi, patient_hash
 from coldchain.domain.lifecycle import FINISHED, Status
 from coldchain.domain.profiles import Profile
 from coldchain.domain.roles import Role
+from coldchain.services import audit
 from coldchain.services.accounts import Principal
 from coldchain.services.ingest import reevaluate_touched
 from coldchain.services.timefmt import now_us, rfc3339, to_us
@@ -59,6 +60,7 @@ def create_shipment(
     creator: Principal,
     profiles: Mapping[str, Profile],
     secret_key: bytes,
+    request_id: str | None = None,
 ) -> dict[str, Any]:
     """Create a shipment, assign its loggers and evaluate readings already in its window."""
     coi = str(parse_coi(request.coi))
@@ -85,6 +87,8 @@ def create_shipment(
             raise ValidationError(
                 "origin and destination are the same site", field="destination_site"
             )
+        leg = leg_of(session, request.origin_site, request.destination_site)
+        _check_coi_link(session, coi, leg, hashed)
         for logger_id in request.loggers:
             if session.get(Logger, logger_id) is None:
                 raise ValidationError(f"unknown logger {logger_id!r}", field="loggers")
@@ -110,6 +114,9 @@ def create_shipment(
             version=1,
             patient_hash=hashed,
             seal_id=request.seal_id,
+            leg=leg,
+            holder=request.origin_site,
+            current_seal=request.seal_id,
             monitoring_from=monitoring_from,
             created_at=created,
             created_by=creator.user_id,
@@ -117,6 +124,26 @@ def create_shipment(
         )
         session.add(shipment)
         session.flush()
+        audit.record(
+            session,
+            actor=creator.username,
+            action="shipment.create",
+            entity="shipment",
+            entity_id=shipment.id,
+            new={
+                "coi": coi,
+                "leg": leg,
+                "profile": request.profile,
+                "origin_site": request.origin_site,
+                "destination_site": request.destination_site,
+                "loggers": list(request.loggers),
+                "seal_id": request.seal_id,
+                "monitoring_from": rfc3339(monitoring_from),
+                "status": Status.CREATED.value,
+                "version": 1,
+            },
+            request_id=request_id,
+        )
         now = now_us()
         start = to_us(monitoring_from)
         if start <= now:
@@ -126,7 +153,57 @@ def create_shipment(
                 profiles=profiles,
                 now_us=now,
             )
-        return _detail(session, shipment, now)
+        return detail(session, shipment, now)
+
+
+LEGS = {
+    ("apheresis", "manufacturing"): "apheresis",
+    ("manufacturing", "treatment"): "final_product",
+}
+
+
+def leg_of(session: Session, origin: str, destination: str) -> str:
+    """Name the leg by the kinds of its sites: apheresis, final_product, or other."""
+    kinds = tuple(
+        session.scalar(select(Site.kind).where(Site.id == s)) for s in (origin, destination)
+    )
+    return LEGS.get(kinds, "other")  # type: ignore[arg-type]
+
+
+def _check_coi_link(session: Session, coi: str, leg: str, hashed: str) -> None:
+    """A COI is used once per leg, and every leg of one COI carries the same patient."""
+    live = select(Shipment).where(Shipment.coi == coi, Shipment.status != Status.CANCELLED.value)
+    if session.scalars(live.where(Shipment.leg == leg)).first() is not None:
+        raise ConflictError(
+            f"COI {coi} already has a live {leg} shipment", field="coi", code="coi-in-use"
+        )
+    other = session.scalars(live.where(Shipment.patient_hash != hashed)).first()
+    if other is not None:
+        raise ConflictError(
+            f"COI {coi} belongs to another patient (shipment {other.id}): the patient "
+            "identifiers must be those of its other legs",
+            field="patient",
+            code="coi-patient-mismatch",
+        )
+
+
+def coi_history(
+    *, sessions: sessionmaker[Session], coi: str, principal: Principal
+) -> dict[str, Any]:
+    """The vein-to-vein history of one COI: every leg the caller may see, oldest first."""
+    canonical = str(parse_coi(coi))
+    with sessions() as session:
+        legs = list(
+            session.scalars(
+                visible_shipments(principal)
+                .where(Shipment.coi == canonical)
+                .order_by(Shipment.created_at, Shipment.id)
+            )
+        )
+        if not legs:
+            raise NotFoundError(f"no shipment with COI {canonical}", field="coi")
+        now = now_us()
+        return {"coi": canonical, "legs": [detail(session, leg, now) for leg in legs]}
 
 
 def get_shipment(
@@ -134,7 +211,7 @@ def get_shipment(
 ) -> dict[str, Any]:
     """Return a shipment with its excursions and latest reading, if the caller may see it."""
     with sessions() as session:
-        return _detail(session, _visible(session, shipment_id, principal), now_us())
+        return detail(session, visible(session, shipment_id, principal), now_us())
 
 
 def list_shipments(
@@ -154,7 +231,8 @@ def list_shipments(
         return [shipment_summary(s) for s in session.scalars(query)]
 
 
-def _visible(session: Session, shipment_id: int, principal: Principal) -> Shipment:
+def visible(session: Session, shipment_id: int, principal: Principal) -> Shipment:
+    """Return a shipment the caller may see, or 404: another site's shipment does not exist."""
     shipment = session.scalars(
         visible_shipments(principal).where(Shipment.id == shipment_id)
     ).first()
@@ -175,7 +253,11 @@ def _window(shipment: Shipment) -> Any:
     return clause
 
 
-def _detail(session: Session, shipment: Shipment, now: int) -> dict[str, Any]:
+def detail(session: Session, shipment: Shipment, now: int | None = None) -> dict[str, Any]:
+    """The shipment as GET shows it: custody chain, receipts, excursions, latest reading."""
+    from coldchain.services.custody import custody_view
+
+    now = now_us() if now is None else now
     body = shipment_summary(shipment)
     latest = session.execute(
         select(Reading)
@@ -190,7 +272,15 @@ def _detail(session: Session, shipment: Shipment, now: int) -> dict[str, Any]:
     )
     body["latest_reading"] = None if latest is None else reading_view(latest)
     body["excursions"] = [excursion_view(e, now_us=now) for e in excursions]
-    body["custody"] = []
+    body.update(custody_view(session, shipment))
+    body["linked_legs"] = [
+        {"id": other.id, "leg": other.leg, "status": other.status}
+        for other in session.scalars(
+            select(Shipment)
+            .where(Shipment.coi == shipment.coi, Shipment.id != shipment.id)
+            .order_by(Shipment.id)
+        )
+    ]
     return body
 
 
@@ -217,7 +307,7 @@ def shipment_readings(
 ) -> list[dict[str, Any]]:
     """Return a shipment's temperature readings in its monitoring window, oldest first."""
     with sessions() as session:
-        shipment = _visible(session, shipment_id, principal)
+        shipment = visible(session, shipment_id, principal)
         query = select(Reading).where(_window(shipment), Reading.name == "temp")
         if since is not None:
             query = query.where(Reading.time_us >= to_us(since))
@@ -252,8 +342,8 @@ def list_excursions(
     offset: int,
 ) -> list[dict[str, Any]]:
     """Return the excursions the caller may see, oldest first."""
-    visible = visible_shipments(principal).with_only_columns(Shipment.id)
-    query = select(Excursion).where(Excursion.shipment_id.in_(visible))
+    visible_ids = visible_shipments(principal).with_only_columns(Shipment.id)
+    query = select(Excursion).where(Excursion.shipment_id.in_(visible_ids))
     if filters.shipment_id is not None:
         query = query.where(Excursion.shipment_id == filters.shipment_id)
     if filters.kind:
@@ -282,7 +372,7 @@ def list_excursions(
     now = now_us()
     with sessions() as session:
         if filters.shipment_id is not None:
-            _visible(session, filters.shipment_id, principal)
+            visible(session, filters.shipment_id, principal)
         return [excursion_view(e, now_us=now) for e in session.scalars(query)]
 
 

@@ -26,6 +26,9 @@ def excursion_view(row: Excursion, *, now_us: int | None = None) -> dict[str, An
         "status": row.status,
         "resolution": row.resolution,
         "version": row.version,
+        "disposition": row.disposition,
+        "disposition_current": row.disposition is not None
+        and row.disposition_version == row.version,
         "detected_at": rfc3339(row.detected_at),
         "updated_at": rfc3339(row.updated_at),
     }
@@ -59,7 +62,10 @@ def shipment_summary(row: Shipment) -> dict[str, Any]:
         "status": row.status,
         "version": row.version,
         "loggers": [link.logger_id for link in row.loggers],
-        "seal_id": row.seal_id,
+        "seal_id": row.current_seal,
+        "packing_seal_id": row.seal_id,
+        "leg": row.leg,
+        "holder": row.holder,
         "monitoring_from": rfc3339(row.monitoring_from),
         "monitoring_until": rfc3339(row.monitoring_until),
         "created_at": rfc3339(row.created_at),

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -114,6 +115,17 @@ class Logger(Base):
 
 class Shipment(Base):
     __tablename__ = "shipments"
+    __table_args__ = (
+        # A COI is used once per leg; a cancelled shipment frees it for its replacement.
+        Index(
+            "uq_shipments_coi_leg_live",
+            "coi",
+            "leg",
+            unique=True,
+            sqlite_where=text("status <> 'cancelled'"),
+            postgresql_where=text("status <> 'cancelled'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     coi: Mapped[str] = mapped_column(String(14), index=True)
@@ -124,6 +136,12 @@ class Shipment(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     patient_hash: Mapped[str] = mapped_column(String(64))
     seal_id: Mapped[str | None] = mapped_column(String(100))
+    # apheresis (collection to manufacturing), final_product (manufacturing to treatment)
+    # or other.
+    leg: Mapped[str] = mapped_column(String(20))
+    # Who holds it now (a site id or a courier's user name) and the seal it must carry.
+    holder: Mapped[str] = mapped_column(String(100))
+    current_seal: Mapped[str | None] = mapped_column(String(100))
     monitoring_from: Mapped[datetime] = mapped_column(UTCDateTime)
     monitoring_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -132,6 +150,91 @@ class Shipment(Base):
     loggers: Mapped[list[ShipmentLogger]] = relationship(
         back_populates="shipment", order_by="ShipmentLogger.logger_id"
     )
+
+
+class Signature(Base):
+    """An electronic signature, bound to the record it signs by that record's hash."""
+
+    __tablename__ = "signatures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    username: Mapped[str] = mapped_column(String(100))
+    printed_name: Mapped[str] = mapped_column(String(200))
+    meaning: Mapped[str] = mapped_column(String(200))
+    signed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    record_type: Mapped[str] = mapped_column(String(30))  # handoff | receipt | disposition
+    record_hash: Mapped[str] = mapped_column(String(64))
+
+
+class Handoff(Base):
+    """One link of the custody chain."""
+
+    __tablename__ = "handoffs"
+    __table_args__ = (
+        # Two concurrent handoffs cannot both become link n of one chain.
+        Index("uq_handoffs_shipment_seq", "shipment_id", "seq", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shipment_id: Mapped[int] = mapped_column(ForeignKey("shipments.id"))
+    # The shipment version this handoff made (the one its signature covers).
+    shipment_version: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[int] = mapped_column(Integer)
+    transition: Mapped[str] = mapped_column(String(20))
+    from_party: Mapped[str] = mapped_column(String(100))
+    to_party: Mapped[str] = mapped_column(String(100))
+    location: Mapped[str] = mapped_column(String(200))
+    seal_id: Mapped[str] = mapped_column(String(100))
+    seal_changed_from: Mapped[str | None] = mapped_column(String(100))
+    seal_change_reason: Mapped[str | None] = mapped_column(Text)
+    condition: Mapped[str] = mapped_column(String(200))
+    notes: Mapped[str | None] = mapped_column(Text)
+    recorded_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    signature_id: Mapped[int] = mapped_column(ForeignKey("signatures.id"))
+
+    signature: Mapped[Signature] = relationship()
+
+
+class Receipt(Base):
+    """A clinic's decision on a delivered shipment (a quarantine may be followed by another)."""
+
+    __tablename__ = "receipts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shipment_id: Mapped[int] = mapped_column(ForeignKey("shipments.id"), index=True)
+    shipment_version: Mapped[int] = mapped_column(Integer)
+    decision: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(Text)
+    coi_scan: Mapped[str] = mapped_column(String(40))
+    seal_id: Mapped[str] = mapped_column(String(100))
+    seal_matches: Mapped[bool] = mapped_column(Boolean)
+    received_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    signature_id: Mapped[int] = mapped_column(ForeignKey("signatures.id"))
+
+    signature: Mapped[Signature] = relationship()
+
+
+class ExcursionDisposition(Base):
+    """QA's decision on an excursion, with the profile that judged it as it was then."""
+
+    __tablename__ = "excursion_dispositions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    excursion_id: Mapped[int] = mapped_column(ForeignKey("excursions.id"), index=True)
+    decision: Mapped[str] = mapped_column(String(30))
+    reason: Mapped[str] = mapped_column(Text)
+    excursion_version: Mapped[int] = mapped_column(Integer)
+    profile_name: Mapped[str] = mapped_column(String(50))
+    profile_json: Mapped[str] = mapped_column(Text)
+    decided_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    signature_id: Mapped[int] = mapped_column(ForeignKey("signatures.id"))
+
+    signature: Mapped[Signature] = relationship()
 
 
 class ShipmentLogger(Base):
@@ -176,6 +279,9 @@ class Excursion(Base):
     # signal loss) or "retracted" (late readings split the run below the grace period).
     resolution: Mapped[str | None] = mapped_column(String(20))
     version: Mapped[int] = mapped_column(Integer, default=1)
+    # The latest QA disposition and the excursion version it was made on.
+    disposition: Mapped[str | None] = mapped_column(String(30))
+    disposition_version: Mapped[int | None] = mapped_column(Integer)
     detected_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -215,3 +321,24 @@ class IngestCounter(Base):
 
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class AuditEvent(Base):
+    """One entry of the append-only, hash-chained audit trail."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_entity", "entity", "entity_id", "seq"),)
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(100), index=True)  # user name or system:...
+    action: Mapped[str] = mapped_column(String(60), index=True)
+    entity: Mapped[str] = mapped_column(String(30))
+    entity_id: Mapped[str] = mapped_column(String(64))
+    # JSON objects of the changed fields before and after (null for a creation or a refusal).
+    old_values: Mapped[str | None] = mapped_column(Text)
+    new_values: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)

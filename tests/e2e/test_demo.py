@@ -45,7 +45,7 @@ def test_the_demo_runs_every_scenario_through_its_broker_and_stops_on_a_signal(
         by_logger = {s["loggers"][0]: s["id"] for s in get("/shipments")}
         assert set(by_logger) == {"SIM-NOM-1", "SIM-NOM-2", "SIM-EXC-1", "SIM-LOSS-1"}
         for logger_id in ("SIM-NOM-1", "SIM-NOM-2", "SIM-EXC-1"):
-            eventually(lambda l=logger_id: get(f"/shipments/{by_logger[l]}/readings"), 30)
+            eventually(lambda lid=logger_id: get(f"/shipments/{by_logger[lid]}/readings"), 30)
         # The signal-loss logger reported once, long ago: its loss shows at once, and its
         # store-and-forward backfill arrives after 30 s of silence and closes it.
         loss = eventually(lambda: get(f"/shipments/{by_logger['SIM-LOSS-1']}/excursions"), 30)
