@@ -267,6 +267,11 @@ def record_receipt(
 
     def work(session: Session) -> dict[str, Any]:
         shipment = visible(session, shipment_id, principal)
+        if shipment.destination_site_id != principal.site_id:
+            raise PermissionDeniedError(
+                f"only a user of the destination site {shipment.destination_site_id} may "
+                "receive this shipment"
+            )
         claim_version(session, shipment, receipt.version)
         status = Status(shipment.status)
         transition = Transition(receipt.decision.value)

@@ -46,10 +46,19 @@ class NewShipment:
 
 
 def visible_shipments(principal: Principal) -> Select[Shipment]:
-    """Return the query of shipments a caller may see: a clinic sees only its own site's."""
+    """Return the query of shipments a caller may see.
+
+    A site user (role clinic) sees the shipments to its site, which it receives, and those
+    from it, which it packs and hands over; no other site's. Every other role sees all.
+    """
     query = select(Shipment)
     if principal.role is Role.CLINIC:
-        query = query.where(Shipment.destination_site_id == principal.site_id)
+        query = query.where(
+            or_(
+                Shipment.destination_site_id == principal.site_id,
+                Shipment.origin_site_id == principal.site_id,
+            )
+        )
     return query
 
 

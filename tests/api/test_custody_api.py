@@ -274,7 +274,8 @@ def test_a_wrong_coi_scan_or_patient_is_refused_and_recorded(
 def test_only_a_clinic_user_of_the_destination_receives(client: FlaskClient, world: World) -> None:
     delivered = deliver(client, world, create(client, world))
     assert error(receive(client, world, delivered, user="clinic2"))[0] == 404
-    assert error(receive(client, world, delivered, user="mfg"))[0] == 404
+    # The origin's site user sees the shipment it sent, but does not receive it.
+    assert error(receive(client, world, delivered, user="mfg")) == (403, "forbidden", None)
     for user in ("coord", "courier", "qa", "auditor", "admin"):
         assert error(receive(client, world, delivered, user=user)) == (403, "forbidden", None)
 
@@ -471,3 +472,17 @@ def test_concurrent_handoffs_on_one_shipment_one_wins_the_other_gets_409(
         thread.join(30)
     assert sorted(results) == [201, 409]
     assert len(get(client, world, shipment["id"])["custody"]) == 2
+
+
+def test_the_origin_site_user_hands_over_what_its_site_sent_and_nothing_else(
+    client: FlaskClient, world: World
+) -> None:
+    shipment = create(client, world)
+    assert shipment["id"] in [
+        s["id"] for s in client.get("/api/v1/shipments", headers=world.auth("mfg")).get_json()
+    ]
+    released = handoff(client, world, shipment, "MFG-1", "courier", user="mfg")
+    assert released.status_code == 201, released.get_json()
+    # A site user records only handoffs to or from its own site.
+    moved = handoff(client, world, released.get_json(), "courier", "courier2", user="mfg")
+    assert error(moved) == (403, "forbidden", "from_party")
