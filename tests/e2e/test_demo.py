@@ -42,8 +42,20 @@ def test_the_demo_runs_every_scenario_through_its_broker_and_stops_on_a_signal(
             assert response.status_code == 200, response.text
             return response.json()
 
-        by_logger = {s["loggers"][0]: s["id"] for s in get("/shipments")}
-        assert set(by_logger) == {"SIM-NOM-1", "SIM-NOM-2", "SIM-EXC-1", "SIM-LOSS-1"}
+        listed = get("/shipments")
+        by_logger = {s["loggers"][0]: s["id"] for s in listed}
+        assert {"SIM-NOM-1", "SIM-NOM-2", "SIM-EXC-1", "SIM-LOSS-1"} <= set(by_logger)
+        # Every state of the life cycle is on show.
+        assert {s["status"] for s in listed} == {
+            "created",
+            "picked_up",
+            "in_transit",
+            "delivered",
+            "received",
+            "rejected",
+            "quarantined",
+            "cancelled",
+        }
         for logger_id in ("SIM-NOM-1", "SIM-NOM-2", "SIM-EXC-1"):
             eventually(lambda lid=logger_id: get(f"/shipments/{by_logger[lid]}/readings"), 30)
         # The signal-loss logger reported once, long ago: its loss shows at once, and its
