@@ -158,6 +158,21 @@ def users_add(
     click.echo(token)
 
 
+@users.command("unlock")
+@click.argument("name")
+@click.option("--reason", required=True, help="Why the account is unlocked (audited).")
+@pass_ctx
+def users_unlock(context: Context, name: str, reason: str) -> None:
+    """Unlock a user locked by five wrong signature passwords in a row."""
+    from coldchain.services.accounts import unlock_user
+
+    try:
+        unlock_user(sessions=context.sessions(), username=name, reason=reason)
+    except DomainError as exc:
+        raise _fail(exc) from exc
+    click.echo(f"user {name} unlocked")
+
+
 @main.group()
 def loggers() -> None:
     """Temperature loggers."""

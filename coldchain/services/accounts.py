@@ -122,3 +122,30 @@ def list_loggers(*, sessions: sessionmaker[Session]) -> list[Logger]:
     """Return every logger, by id."""
     with sessions() as session:
         return list(session.scalars(select(Logger).order_by(Logger.id)))
+
+
+def unlock_user(
+    *, sessions: sessionmaker[Session], username: str, reason: str, actor: str = "system:cli"
+) -> None:
+    """Unlock a user and reset their count of wrong passwords; the unlock is audited."""
+    from coldchain.services import audit
+
+    if not reason.strip():
+        raise ValidationError("an unlock needs a reason", field="reason")
+    with sessions.begin() as session:
+        user = session.scalar(select(User).where(User.username == username))
+        if user is None:
+            raise NotFoundError(f"no user {username}", field="name")
+        was_locked = user.locked_at is not None
+        user.locked_at = None
+        user.failed_logins = 0
+        audit.record(
+            session,
+            actor=actor,
+            action="user.unlocked",
+            entity="user",
+            entity_id=username,
+            old={"locked": was_locked},
+            new={"locked": False},
+            reason=reason,
+        )
