@@ -1,20 +1,21 @@
-"""Appending to the hash-chained audit trail, in the transaction of the change it records."""
+"""The audit trail: appending in the transaction of each change, reading, exporting, verifying."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from coldchain.domain.signatures import canonical_json, record_hash
+from coldchain.domain.audit import Checkpoint, Verdict, event_hash, verify_chain
+from coldchain.domain.signatures import canonical_json
 from coldchain.services.timefmt import rfc3339
-from coldchain.store.models import AuditEvent, utcnow
+from coldchain.store.models import AuditEvent, AuditHead, utcnow
 
-GENESIS_HASH = "0" * 64
 SYSTEM_INGEST = "system:ingest"
 
 
@@ -33,6 +34,11 @@ def event_body(event: AuditEvent) -> dict[str, Any]:
         "request_id": event.request_id,
         "prev_hash": event.prev_hash,
     }
+
+
+def event_view(event: AuditEvent) -> dict[str, Any]:
+    """An event as the API and the export show it: every hashed field, and the hash."""
+    return {**event_body(event), "hash": event.hash}
 
 
 def _encode(values: Mapping[str, Any] | None) -> str | None:
@@ -54,16 +60,22 @@ def record(
 ) -> AuditEvent:
     """Append one event after the current head, in the caller's transaction.
 
-    The sequence number is the primary key, so two transactions that read the same head
-    cannot both append after it: the second fails and is retried by its caller, and the chain
-    never forks.
+    The first statement moves the one-row head forward: on SQLite that takes the database's
+    write lock, on PostgreSQL the row's lock, so appends are serialised until the caller
+    commits and two writers can never fork the chain.
     """
-    head = session.execute(
-        select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
-    ).first()
-    seq, prev_hash = (1, GENESIS_HASH) if head is None else (head[0] + 1, head[1])
+    session.execute(
+        update(AuditHead)
+        .where(AuditHead.id == 1)
+        .values(seq=AuditHead.seq + 1)
+        .execution_options(synchronize_session=False)
+    )
+    seq, prev_hash = session.execute(
+        select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)
+    ).one()
     event = AuditEvent(
         seq=seq,
+        # Microseconds are what both engines keep: the hashed time reads back the same.
         at=at or utcnow(),
         actor=actor,
         action=action,
@@ -76,9 +88,15 @@ def record(
         prev_hash=prev_hash,
         hash="",
     )
-    event.hash = record_hash(event_body(event))
+    event.hash = event_hash(event_body(event))
     session.add(event)
     session.flush()
+    session.execute(
+        update(AuditHead)
+        .where(AuditHead.id == 1)
+        .values(hash=event.hash)
+        .execution_options(synchronize_session=False)
+    )
     return event
 
 
@@ -94,3 +112,72 @@ def changes(
     """Return (old, new) holding only the fields that differ."""
     keys = [k for k in after if before.get(k) != after[k]]
     return {k: before.get(k) for k in keys}, {k: after[k] for k in keys}
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """Filters of GET /api/v1/audit."""
+
+    entity: str | None = None
+    entity_id: str | None = None
+    actor: str | None = None
+    action: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def _query(filters: AuditFilter) -> Any:
+    query = select(AuditEvent)
+    if filters.entity:
+        query = query.where(AuditEvent.entity == filters.entity)
+    if filters.entity_id:
+        query = query.where(AuditEvent.entity_id == filters.entity_id)
+    if filters.actor:
+        query = query.where(AuditEvent.actor == filters.actor)
+    if filters.action:
+        # "shipment" matches every shipment.* action; "shipment.accept" just that one.
+        if "." in filters.action:
+            query = query.where(AuditEvent.action == filters.action)
+        else:
+            query = query.where(AuditEvent.action.startswith(f"{filters.action}.", autoescape=True))
+    if filters.since is not None:
+        query = query.where(AuditEvent.at >= filters.since)
+    if filters.until is not None:
+        query = query.where(AuditEvent.at <= filters.until)
+    return query.order_by(AuditEvent.seq)
+
+
+def list_events(
+    *, sessions: sessionmaker[Session], filters: AuditFilter, limit: int | None, offset: int
+) -> list[dict[str, Any]]:
+    """Return the events matching the filters, oldest first."""
+    query = _query(filters).offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
+    with sessions() as session:
+        return [event_view(e) for e in session.scalars(query)]
+
+
+def stream_events(
+    sessions: sessionmaker[Session], filters: AuditFilter | None = None, chunk: int = 1000
+) -> Iterator[dict[str, Any]]:
+    """Yield events in sequence order, a chunk at a time (constant memory for any size)."""
+    after = 0
+    base = _query(filters or AuditFilter())
+    while True:
+        with sessions() as session:
+            rows = [
+                event_view(e)
+                for e in session.scalars(base.where(AuditEvent.seq > after).limit(chunk))
+            ]
+        yield from rows
+        if len(rows) < chunk:
+            return
+        after = rows[-1]["seq"]
+
+
+def verify_database(
+    sessions: sessionmaker[Session], checkpoint: Checkpoint | None = None
+) -> Verdict:
+    """Re-compute the whole chain from the database, against a checkpoint if one is given."""
+    return verify_chain(stream_events(sessions), checkpoint)
