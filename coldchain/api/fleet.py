@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from coldchain.api.auth import requires
-from coldchain.api.common import collection, ctx, page_limit
+from coldchain.api.auth import current_principal, requires
+from coldchain.api.common import collection, ctx, page_limit, request_id
 from coldchain.api.openapi import endpoint, parse_body, parse_query
 from coldchain.api.schemas import DeadLetterQuery, LoggerCreate, Page
 from coldchain.domain.roles import Role
@@ -48,7 +48,12 @@ def list_loggers() -> Response:
 def add_logger() -> tuple[Response, int]:
     body: LoggerCreate = parse_body(LoggerCreate)
     row = accounts.add_logger(
-        sessions=ctx().sessions, logger_id=body.id, model=body.model, firmware=body.firmware
+        sessions=ctx().sessions,
+        logger_id=body.id,
+        model=body.model,
+        firmware=body.firmware,
+        actor=current_principal().username,
+        request_id=request_id(),
     )
     return jsonify(logger_view(row)), 201
 

@@ -13,9 +13,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from coldchain.domain.errors import ConflictError, NotFoundError, ValidationError
 from coldchain.domain.roles import SITE_BOUND, SITE_KINDS, Role
 from coldchain.domain.senml import LOGGER_ID_RE
+from coldchain.services import audit
 from coldchain.store.models import ApiToken, Logger, Site, User, utcnow
 
 _hasher = PasswordHasher()
+SYSTEM_CLI = "system:cli"
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,14 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def add_site(*, sessions: sessionmaker[Session], site_id: str, name: str, kind: str) -> Site:
+def add_site(
+    *,
+    sessions: sessionmaker[Session],
+    site_id: str,
+    name: str,
+    kind: str,
+    actor: str = SYSTEM_CLI,
+) -> Site:
     """Register a site."""
     if kind not in SITE_KINDS:
         raise ValidationError(f"kind must be one of {', '.join(SITE_KINDS)}", field="kind")
@@ -45,6 +54,14 @@ def add_site(*, sessions: sessionmaker[Session], site_id: str, name: str, kind: 
             raise ConflictError(f"site {site_id} exists already", field="site")
         site = Site(id=site_id, name=name, kind=kind)
         session.add(site)
+        audit.record(
+            session,
+            actor=actor,
+            action="site.created",
+            entity="site",
+            entity_id=site_id,
+            new={"name": name, "kind": kind},
+        )
     return site
 
 
@@ -56,6 +73,7 @@ def add_user(
     site_id: str | None,
     password: str,
     full_name: str | None = None,
+    actor: str = SYSTEM_CLI,
 ) -> tuple[User, str]:
     """Create a user with a hashed password and a first API token; return both."""
     try:
@@ -84,6 +102,14 @@ def add_user(
         session.flush()
         token = secrets.token_urlsafe(32)
         session.add(ApiToken(user_id=user.id, token_hash=token_digest(token)))
+        audit.record(
+            session,
+            actor=actor,
+            action="user.created",
+            entity="user",
+            entity_id=username,
+            new={"role": role_.value, "site": site_id, "full_name": user.full_name},
+        )
     return user, token
 
 
@@ -106,6 +132,8 @@ def add_logger(
     logger_id: str,
     model: str | None = None,
     firmware: str | None = None,
+    actor: str = SYSTEM_CLI,
+    request_id: str | None = None,
 ) -> Logger:
     """Register a logger so that its readings are accepted."""
     if not isinstance(logger_id, str) or not LOGGER_ID_RE.match(logger_id):
@@ -115,6 +143,15 @@ def add_logger(
             raise ConflictError(f"logger {logger_id} exists already", field="id")
         logger = Logger(id=logger_id, model=model, firmware=firmware, created_at=utcnow())
         session.add(logger)
+        audit.record(
+            session,
+            actor=actor,
+            action="logger.registered",
+            entity="logger",
+            entity_id=logger_id,
+            new={"model": model, "firmware": firmware},
+            request_id=request_id,
+        )
     return logger
 
 
@@ -124,12 +161,52 @@ def list_loggers(*, sessions: sessionmaker[Session]) -> list[Logger]:
         return list(session.scalars(select(Logger).order_by(Logger.id)))
 
 
+def set_role(
+    *,
+    sessions: sessionmaker[Session],
+    username: str,
+    role: str,
+    site_id: str | None,
+    reason: str,
+    actor: str = SYSTEM_CLI,
+) -> None:
+    """Change a user's role (and site); the change and its reason are audited."""
+    try:
+        role_ = Role(role)
+    except ValueError:
+        raise ValidationError(
+            f"role must be one of {', '.join(r.value for r in Role)}", field="role"
+        ) from None
+    if not reason.strip():
+        raise ValidationError("a role change needs a reason", field="reason")
+    if role_ in SITE_BOUND and not site_id:
+        raise ValidationError(f"a {role_} user must be bound to a site", field="site")
+    with sessions.begin() as session:
+        user = session.scalar(select(User).where(User.username == username))
+        if user is None:
+            raise NotFoundError(f"no user {username}", field="name")
+        if site_id is not None and session.get(Site, site_id) is None:
+            raise NotFoundError(f"site {site_id} does not exist", field="site")
+        before = {"role": user.role, "site": user.site_id}
+        user.role = role_.value
+        user.site_id = site_id if role_ in SITE_BOUND else None
+        old, new = audit.changes(before, {"role": user.role, "site": user.site_id})
+        audit.record(
+            session,
+            actor=actor,
+            action="user.role_changed",
+            entity="user",
+            entity_id=username,
+            old=old,
+            new=new,
+            reason=reason,
+        )
+
+
 def unlock_user(
-    *, sessions: sessionmaker[Session], username: str, reason: str, actor: str = "system:cli"
+    *, sessions: sessionmaker[Session], username: str, reason: str, actor: str = SYSTEM_CLI
 ) -> None:
     """Unlock a user and reset their count of wrong passwords; the unlock is audited."""
-    from coldchain.services import audit
-
     if not reason.strip():
         raise ValidationError("an unlock needs a reason", field="reason")
     with sessions.begin() as session:

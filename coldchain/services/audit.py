@@ -181,3 +181,52 @@ def verify_database(
 ) -> Verdict:
     """Re-compute the whole chain from the database, against a checkpoint if one is given."""
     return verify_chain(stream_events(sessions), checkpoint)
+
+
+# Settings kept out of the trail: secrets, and URLs that may carry credentials.
+UNAUDITED_SETTINGS = frozenset({"secret_key", "database_url", "mqtt_url"})
+
+
+def settings_snapshot(values: Mapping[str, Any], profiles: Mapping[str, Any]) -> dict[str, Any]:
+    """The configuration as audited: every setting but the secret ones, and every profile."""
+    snapshot = {k: v for k, v in values.items() if k not in UNAUDITED_SETTINGS}
+    for name, profile in profiles.items():
+        snapshot[f"profile.{name}"] = {
+            "min_c": profile.min_c,
+            "max_c": profile.max_c,
+            "grace_s": profile.grace_s,
+            "signal_loss_s": profile.signal_loss_s,
+        }
+    # Round-trip through the hashed form, so that a comparison sees what the trail keeps.
+    return dict(json.loads(canonical_json(snapshot)))
+
+
+def record_configuration(
+    sessions: sessionmaker[Session], snapshot: Mapping[str, Any], actor: str = "system:config"
+) -> bool:
+    """Record the configuration a process starts with, if it differs from the last recorded.
+
+    The recorded configuration is the fold of every earlier `config.changed` event, so each
+    event holds only what changed: the old and new value of each setting or profile.
+    """
+    with sessions.begin() as session:
+        current: dict[str, Any] = {}
+        for row in session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "config.changed").order_by(AuditEvent.seq)
+        ):
+            current.update(json.loads(row.new_values or "{}"))
+            current = {k: v for k, v in current.items() if v is not None}
+        keys = sorted(set(current) | set(snapshot))
+        changed = [k for k in keys if current.get(k) != snapshot.get(k)]
+        if not changed:
+            return False
+        record(
+            session,
+            actor=actor,
+            action="config.changed",
+            entity="config",
+            entity_id="settings",
+            old={k: current.get(k) for k in changed} if current else None,
+            new={k: snapshot.get(k) for k in changed},
+        )
+        return True

@@ -135,10 +135,26 @@ def store_batch(
                 _dead_letter(session, message, outcome)
         counts["readings_stored"] = len(stored.stored)
         counts["readings_duplicate"] = len(stored.duplicates)
+        refused: dict[str, int] = {}
         for outcome in outcomes:
             for refusal in outcome.refusals:
-                name = f"dead_letters:{refusal.reason}"
-                counts[name] = counts.get(name, 0) + 1
+                refused[str(refusal.reason)] = refused.get(str(refusal.reason), 0) + 1
+        for reason, n in refused.items():
+            counts[f"dead_letters:{reason}"] = n
+        if refused:
+            # One event per batch, not per refusal: a flood of bad payloads must not flood
+            # the trail, yet every dead letter is accounted for in it.
+            audit.record(
+                session,
+                actor=audit.SYSTEM_INGEST,
+                action="deadletters.stored",
+                entity="deadletters",
+                entity_id="batch",
+                new={
+                    "by_reason": dict(sorted(refused.items())),
+                    "messages": sum(1 for o in outcomes if o.refusals),
+                },
+            )
         alerts = reevaluate_touched(
             session,
             _touched([batch[i] for i in stored.stored]),
@@ -242,6 +258,14 @@ def dead_letter_whole(
     with sessions.begin() as session:
         _dead_letter(session, message, outcome)
         add_counts(session.connection(), {f"dead_letters:{reason}": 1, "messages": 1})
+        audit.record(
+            session,
+            actor=audit.SYSTEM_INGEST,
+            action="deadletters.stored",
+            entity="deadletters",
+            entity_id="batch",
+            new={"by_reason": {str(reason): 1}, "messages": 1},
+        )
 
 
 def _monitored_links(session: Session, logger_ids: Sequence[str]) -> list[tuple[Shipment, str]]:
@@ -396,12 +420,13 @@ def _reevaluate(
             alerts.append({"event": "opened", "excursion": excursion_view(row)})
         elif isinstance(event, exc.ExcursionUpdated | exc.ExcursionClosed):
             row = rows[event.id]
+            before = excursion_view(row)
             quiet = row.kind == "SIGNAL_LOSS" and row.ended_us is None and event.excursion.is_open
             _apply(row, event.excursion)
             row.version += 1
             row.updated_at = now
             if isinstance(event, exc.ExcursionClosed):
-                _changed(session, shipment, row, "closed")
+                _changed(session, shipment, row, "closed", before)
             if not quiet:
                 name = "closed" if isinstance(event, exc.ExcursionClosed) else "updated"
                 alerts.append({"event": name, "excursion": excursion_view(row)})
@@ -415,33 +440,40 @@ def _reevaluate(
                 row.duration_s = (row.ended_us - row.started_us) / 1_000_000
             elif row.ended_us is None:
                 row.ended_us = row.started_us
+            before = excursion_view(row)
             row.version += 1
             row.updated_at = now
-            _changed(session, shipment, row, "closed")
+            _changed(session, shipment, row, "closed", before)
             alerts.append({"event": "closed", "excursion": excursion_view(row)})
     return alerts
 
 
-def _changed(session: Session, shipment: Shipment, row: Excursion, action: str) -> None:
+def _changed(
+    session: Session,
+    shipment: Shipment,
+    row: Excursion,
+    action: str,
+    before: Mapping[str, Any] | None = None,
+) -> None:
     """An excursion opened or closed: audit it, and move its shipment to a new version.
 
     A signer who saw the shipment before the change is then refused as stale: nobody signs
     a receipt on a record without an excursion that has since appeared.
     """
     shipment.version = Shipment.version + 1
-    view = excursion_view(row)
+    keys = ("shipment_id", "logger_id", "kind", "started_at", "ended_at", "peak_c",
+            "duration_s", "status", "resolution", "version")  # fmt: skip
+    after = {key: excursion_view(row)[key] for key in keys}
+    old, new = (None, after) if before is None else audit.changes(before, after)
     audit.record(
         session,
         actor=audit.SYSTEM_INGEST,
         action=f"excursion.{action}",
         entity="excursion",
         entity_id=row.id,
-        new={
-            key: view[key]
-            for key in ("shipment_id", "logger_id", "kind", "started_at", "ended_at", "peak_c",
-                        "duration_s", "status", "resolution", "version")
-        },
-    )  # fmt: skip
+        old=old,
+        new=new if before is None else {**new, "shipment_id": row.shipment_id, "kind": row.kind},
+    )
 
 
 def _apply(row: Excursion, found: exc.Excursion) -> None:

@@ -89,6 +89,20 @@ def sign(
     )
     session.add(signature)
     session.flush()
+    audit.record(
+        session,
+        actor=user.username,
+        action="signature.signed",
+        entity="signature",
+        entity_id=signature.id,
+        new={
+            "printed_name": signature.printed_name,
+            "meaning": signature.meaning,
+            "record_type": record_type,
+            "record_hash": signature.record_hash,
+        },
+        request_id=request_id,
+    )
     return signature
 
 
