@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 
-from coldchain.api import fleet, shipments, system
+from coldchain.api import audit, fleet, shipments, system
 from coldchain.api.common import AppContext
 from coldchain.api.errors import register_error_handlers
 from coldchain.config import Settings, load_settings
@@ -31,6 +31,7 @@ def create_app(
     app.register_blueprint(shipments.bp)
     app.register_blueprint(fleet.bp)
     app.register_blueprint(system.bp)
+    app.register_blueprint(audit.bp)
     system.register_metrics(app)
     return app
 

@@ -112,3 +112,17 @@ class DispositionCreate(Signed):
 
     decision: Literal["product_acceptable", "product_rejected", "needs_investigation"]
     reason: str = Field(min_length=1, max_length=2000)
+
+
+class AuditQuery(Strict):
+    """GET /api/v1/audit."""
+
+    entity: str | None = Field(default=None, description="shipment, excursion, user, ...")
+    entity_id: str | None = None
+    actor: str | None = Field(default=None, description="user name or system:...")
+    action: str | None = Field(default=None, description='e.g. "shipment.accept" or "shipment"')
+    since: AwareDatetime | None = None
+    until: AwareDatetime | None = None
+    limit: int | None = Field(default=None, ge=1, description="page size")
+    offset: int = Field(default=0, ge=0)
+    format: Literal["json", "csv", "jsonl"] = "json"

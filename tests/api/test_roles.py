@@ -64,6 +64,11 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/loggers"): STAFF,
     ("POST", "/api/v1/loggers"): only(ADMIN, COORDINATOR),
     ("GET", "/api/v1/deadletters"): STAFF,
+    # Audit trail: people who review it; a shipment's timeline follows shipment visibility.
+    ("GET", "/api/v1/audit"): only(ADMIN, QA, AUDITOR),
+    ("GET", "/api/v1/audit/checkpoint"): only(ADMIN, QA, AUDITOR),
+    ("GET", "/api/v1/audit/verify"): only(ADMIN, QA, AUDITOR),
+    ("GET", f"{SHIPMENT}/history"): EVERYONE,
 }
 
 # Routes answered without a token.

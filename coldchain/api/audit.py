@@ -1,0 +1,127 @@
+"""The audit trail for people and for auditors' tools: events, export, checkpoint, verify."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+from flask import Blueprint, Response, jsonify
+
+from coldchain.api.auth import current_principal, requires
+from coldchain.api.common import collection, ctx, page_limit
+from coldchain.api.errors import ApiError
+from coldchain.api.openapi import endpoint, parse_query
+from coldchain.api.schemas import AuditQuery
+from coldchain.domain.errors import NotFoundError
+from coldchain.domain.roles import Role
+from coldchain.domain.signatures import canonical_json
+from coldchain.services import audit, checkpoints, history
+
+bp = Blueprint("audit", __name__, url_prefix="/api/v1")
+
+AUDITORS = (Role.ADMIN, Role.QA, Role.AUDITOR)
+AUDIT_COLUMNS = [
+    "seq",
+    "at",
+    "actor",
+    "action",
+    "entity",
+    "entity_id",
+    "old_values",
+    "new_values",
+    "reason",
+    "request_id",
+    "prev_hash",
+    "hash",
+]
+
+
+@bp.get("/audit")
+@requires(*AUDITORS)
+@endpoint(
+    "The audit trail: filters entity, entity_id, actor, action (or its prefix), since, until;"
+    " ?format=jsonl or csv exports every matching event with what verification needs",
+    query=AuditQuery,
+    csv=True,
+)
+def list_audit() -> Response:
+    q: AuditQuery = parse_query(AuditQuery)
+    filters = audit.AuditFilter(
+        entity=q.entity,
+        entity_id=q.entity_id,
+        actor=q.actor,
+        action=q.action,
+        since=q.since,
+        until=q.until,
+    )
+    sessions = ctx().sessions
+    if q.format == "jsonl":
+        return Response(
+            _jsonl(audit.stream_events(sessions, filters), q.offset, q.limit),
+            mimetype="application/x-ndjson",
+            headers={"Content-Disposition": 'attachment; filename="audit.jsonl"'},
+        )
+    rows = audit.list_events(
+        sessions=sessions, filters=filters, limit=page_limit(q.limit, q.format), offset=q.offset
+    )
+    if q.format == "csv":
+        for row in rows:
+            for name in ("old_values", "new_values"):
+                row[name] = None if row[name] is None else canonical_json(row[name])
+    return collection(rows, AUDIT_COLUMNS, q.format, "audit")
+
+
+def _jsonl(events: Iterator[dict[str, object]], offset: int, limit: int | None) -> Iterator[str]:
+    for n, event in enumerate(events):
+        if n < offset:
+            continue
+        if limit is not None and n >= offset + limit:
+            return
+        yield json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+@bp.get("/audit/checkpoint")
+@requires(*AUDITORS)
+@endpoint("The newest signed checkpoint of the chain's head (Ed25519)")
+def latest_checkpoint() -> Response:
+    return jsonify(checkpoints.latest(sessions=ctx().sessions).as_dict())
+
+
+@bp.get("/audit/verify")
+@requires(*AUDITORS)
+@endpoint("Re-compute the chain and check it against the newest checkpoint")
+def verify() -> Response:
+    app = ctx()
+    configured = str(app.settings["audit_public_key_file"] or "")
+    try:
+        signed = checkpoints.latest(sessions=app.sessions)
+    except NotFoundError:
+        signed = None
+    problem = None
+    if signed is not None:
+        try:
+            pinned = checkpoints.load_public_key(Path(configured)) if configured else None
+            checkpoints.check_signature(signed, pinned)
+        except (checkpoints.CheckpointError, OSError) as exc:
+            problem = str(exc)
+    if problem is not None:
+        raise ApiError(409, "checkpoint-invalid", problem)
+    verdict = audit.verify_database(app.sessions, None if signed is None else signed.checkpoint)
+    body = verdict.as_dict()
+    body["checkpoint"] = None if signed is None else signed.as_dict()
+    return jsonify(body)
+
+
+@bp.get("/shipments/<int:shipment_id>/history")
+@requires()
+@endpoint(
+    "A shipment's timeline: creation, excursions at their reading times, handoffs, receipts,"
+    " dispositions, with signatures"
+)
+def shipment_history(shipment_id: int) -> Response:
+    return jsonify(
+        history.shipment_history(
+            sessions=ctx().sessions, shipment_id=shipment_id, principal=current_principal()
+        )
+    )
