@@ -6,8 +6,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEB_PACKAGES := mosquitto mosquitto-clients
+# The tests also run PostgreSQL clusters of their own (as the unprivileged `postgres` user).
+TEST_DEB_PACKAGES := postgresql
 
-.PHONY: setup system-packages demo test lint typecheck pytest bench clean
+.PHONY: setup system-packages test-packages demo test lint typecheck pytest bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv --system-site-packages $(VENV) || { \
@@ -15,7 +17,13 @@ $(BIN)/python:
 	  $(PYTHON) -m venv --system-site-packages $(VENV); }
 
 system-packages:
-	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@$(MAKE) --no-print-directory deb-install PACKAGES="$(DEB_PACKAGES)"
+
+test-packages:
+	@$(MAKE) --no-print-directory deb-install PACKAGES="$(TEST_DEB_PACKAGES)"
+
+deb-install:
+	@missing=""; for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
@@ -34,7 +42,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/python -m mypy coldchain
 
-pytest: setup
+pytest: setup test-packages
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from coldchain.app import create_app
@@ -19,6 +21,7 @@ from coldchain.domain.identity import mod37_2_check_character
 from coldchain.services import accounts
 from coldchain.store.engine import make_engine, make_sessions
 from coldchain.store.migrate import upgrade
+from tests.support.postgres import Postgres
 from tests.support.processes import ColdchainProcess, Mosquitto
 
 PASSWORD = "correct horse battery"
@@ -88,6 +91,45 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, World]:
         conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     engine.dispose()
     return path, world
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A PostgreSQL cluster of the test session, on a free port (not a mock: the real server)."""
+    # Not under pytest's temporary folder: its parents are private to root, and the server
+    # runs as the unprivileged `postgres` user.
+    server = Postgres(Path(tempfile.mkdtemp(prefix="coldchain-pg-"))).start()
+    yield server
+    server.stop()
+    shutil.rmtree(server.workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_template(postgres: Postgres) -> World:
+    """A migrated and seeded PostgreSQL database that each test's database is copied from."""
+    admin = create_engine(postgres.admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql("CREATE DATABASE coldchain_template")
+    admin.dispose()
+    url = postgres.url("coldchain_template")
+    upgrade(url)
+    engine = make_engine(url)
+    world = seed_world(make_sessions(engine))
+    engine.dispose()
+    return world
+
+
+@pytest.fixture
+def pg_database_url(postgres: Postgres, pg_template: World) -> Iterator[str]:
+    """A fresh PostgreSQL database for one test, copied from the seeded template."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(postgres.admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name} TEMPLATE coldchain_template")
+    yield postgres.url(name)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.dispose()
 
 
 @pytest.fixture
