@@ -13,6 +13,7 @@ from coldchain.api.common import collection, ctx, page_limit
 from coldchain.api.errors import ApiError
 from coldchain.api.openapi import endpoint, parse_query
 from coldchain.api.schemas import AuditQuery
+from coldchain.domain.audit import HASHED_FIELDS
 from coldchain.domain.errors import NotFoundError
 from coldchain.domain.roles import Role
 from coldchain.domain.signatures import canonical_json
@@ -21,20 +22,7 @@ from coldchain.services import audit, checkpoints, history
 bp = Blueprint("audit", __name__, url_prefix="/api/v1")
 
 AUDITORS = (Role.ADMIN, Role.QA, Role.AUDITOR)
-AUDIT_COLUMNS = [
-    "seq",
-    "at",
-    "actor",
-    "action",
-    "entity",
-    "entity_id",
-    "old_values",
-    "new_values",
-    "reason",
-    "request_id",
-    "prev_hash",
-    "hash",
-]
+AUDIT_COLUMNS = [*HASHED_FIELDS, "hash"]
 
 
 @bp.get("/audit")

@@ -36,6 +36,16 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def parse_role(role: str) -> Role:
+    """Return the role named, or a 400 naming the field."""
+    try:
+        return Role(role)
+    except ValueError:
+        raise ValidationError(
+            f"role must be one of {', '.join(r.value for r in Role)}", field="role"
+        ) from None
+
+
 def add_site(
     *,
     sessions: sessionmaker[Session],
@@ -76,12 +86,7 @@ def add_user(
     actor: str = SYSTEM_CLI,
 ) -> tuple[User, str]:
     """Create a user with a hashed password and a first API token; return both."""
-    try:
-        role_ = Role(role)
-    except ValueError:
-        raise ValidationError(
-            f"role must be one of {', '.join(r.value for r in Role)}", field="role"
-        ) from None
+    role_ = parse_role(role)
     if role_ in SITE_BOUND and not site_id:
         raise ValidationError(f"a {role_} user must be bound to a site", field="site")
     if len(password) < 8:
@@ -171,12 +176,7 @@ def set_role(
     actor: str = SYSTEM_CLI,
 ) -> None:
     """Change a user's role (and site); the change and its reason are audited."""
-    try:
-        role_ = Role(role)
-    except ValueError:
-        raise ValidationError(
-            f"role must be one of {', '.join(r.value for r in Role)}", field="role"
-        ) from None
+    role_ = parse_role(role)
     if not reason.strip():
         raise ValidationError("a role change needs a reason", field="reason")
     if role_ in SITE_BOUND and not site_id:
