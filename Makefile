@@ -7,9 +7,9 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEB_PACKAGES := mosquitto mosquitto-clients
 # The tests also run PostgreSQL clusters of their own (as the unprivileged `postgres` user).
-TEST_DEB_PACKAGES := postgresql
+TEST_DEB_PACKAGES := postgresql chromium chromium-driver
 
-.PHONY: setup system-packages test-packages demo test lint typecheck pytest bench clean
+.PHONY: setup system-packages test-packages demo screenshots test lint typecheck pytest bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv --system-site-packages $(VENV) || { \
@@ -46,6 +46,9 @@ pytest: setup test-packages
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest
+
+screenshots: setup test-packages
+	$(BIN)/python tools/screenshots.py
 
 bench: setup
 	$(BIN)/python bench/ingest.py

@@ -13,6 +13,7 @@ from coldchain.api.common import AppContext
 from coldchain.api.errors import register_error_handlers
 from coldchain.config import Settings, load_settings
 from coldchain.store.engine import make_engine, make_sessions
+from coldchain.web import register_web
 
 
 def create_app(
@@ -32,6 +33,7 @@ def create_app(
     app.register_blueprint(fleet.bp)
     app.register_blueprint(system.bp)
     app.register_blueprint(audit.bp)
+    register_web(app, [shipments.bp, fleet.bp, system.bp, audit.bp])
     system.register_metrics(app)
     return app
 

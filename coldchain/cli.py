@@ -6,6 +6,7 @@ import csv
 import json
 import logging
 import secrets
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -240,7 +241,13 @@ def serve(context: Context, host: str | None, port: int | None, threads: int) ->
     context.record_configuration(sessions)
     host = host or str(settings["http_host"])
     port = port or int(settings["http_port"])
-    click.echo(f"coldchain API on http://{host}:{port}/api/v1")
+    click.echo(f"coldchain on http://{host}:{port}/ (API under /api/v1)")
+
+    def _stop(signum: int, _frame: object) -> None:
+        log.info("signal %d: stopping the server", signum)
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, _stop)
     waitress_serve(
         create_app(settings=settings), host=host, port=port, threads=threads, ident="coldchain"
     )

@@ -183,7 +183,7 @@ def seed(sessions: sessionmaker[Session], settings: Settings) -> dict[str, tuple
                     origin_site="MFG-1",
                     destination_site="TC-1",
                     loggers=[logger_id],
-                    patient={"mrn": f"MRN-{serial}", "scenario": scenario},
+                    patient=demo_patient(serial),
                     monitoring_from=now - timedelta(seconds=ago_s),
                     seal_id=f"SEAL-{serial}",
                 ),
@@ -273,7 +273,7 @@ class LifeCycle:
         now = datetime.now(UTC)
         din = f"W1234{now:%y}{serial:06d}"
         coi = din + mod37_2_check_character(din)
-        DEMO_PATIENTS[coi] = {"mrn": f"MRN-{serial}"}
+        DEMO_PATIENTS[coi] = demo_patient(serial)
         return shipments.create_shipment(
             sessions=self.sessions,
             request=shipments.NewShipment(
@@ -313,8 +313,8 @@ class LifeCycle:
         _store(self.sessions, self.settings, logger_id, records)
 
     def play(self, live: dict[str, dict[str, Any]], serial: int) -> None:
-        for logger_id, shipment in live.items():
-            DEMO_PATIENTS[shipment["coi"]] = _fleet_patient(shipment["coi"], logger_id)
+        for shipment in live.values():
+            DEMO_PATIENTS[shipment["coi"]] = demo_patient(int(shipment["coi"][7:13]))
         self.hand("courier", live["SIM-EXC-1"], "courier")
         self.hand("courier", live["SIM-LOSS-1"], "courier")
         moving = self.hand("courier", live["SIM-NOM-1"], "courier")
@@ -372,10 +372,9 @@ class LifeCycle:
 DEMO_PATIENTS: dict[str, dict[str, str]] = {}
 
 
-def _fleet_patient(coi: str, logger_id: str) -> dict[str, str]:
-    scenario = next(s for s, ids, _ago in FLEET if logger_id in ids)
-    serial = int(coi[7:13])
-    return {"mrn": f"MRN-{serial}", "scenario": scenario}
+def demo_patient(serial: int) -> dict[str, str]:
+    """The made-up patient of a demo shipment, as a clinic re-enters it at receipt."""
+    return {"mrn": f"MRN-{serial}", "name": f"Patient {serial}", "dob": "1970-01-01"}
 
 
 def _last_word(
@@ -521,6 +520,7 @@ def _banner(
 ) -> None:
     print(f"""
 coldchain demo is running.
+  web:      http://127.0.0.1:{http_port}/   (sign in with a demo user and password below)
   API:      http://127.0.0.1:{http_port}/api/v1/shipments   (OpenAPI: /api/v1/openapi.json)
   health:   http://127.0.0.1:{http_port}/healthz    metrics: /metrics
   broker:   mqtt://127.0.0.1:{mqtt_port}   {broker.name}, MQTT {broker.mqtt_version}
@@ -533,6 +533,8 @@ Demo logins (user / password / API token):""")
         f"""Try:
   curl -H 'Authorization: Bearer {logins["coordinator"][1]}' \\
        http://127.0.0.1:{http_port}/api/v1/excursions
+Demo patients: shipment with COI ...0001NN has MRN "MRN-1NN", name "Patient 1NN",
+  born 1970-01-01 (the web pages' receipt form asks for them).
 Press Ctrl-C to stop.""",
         flush=True,
     )

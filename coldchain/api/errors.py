@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from coldchain.domain.errors import (
@@ -57,11 +57,15 @@ def register_error_handlers(app: Flask) -> None:
         return error_response(exc.status, exc.code, exc.message, exc.field)
 
     @app.errorhandler(DomainError)
-    def _domain(exc: DomainError) -> Response:
+    def _domain(exc: DomainError) -> Response | tuple[str, int]:
+        if _is_page(request.path):
+            return render_template("error.html", error=exc), _status_of(exc)
         return error_response(_status_of(exc), exc.code, exc.message, exc.field)
 
     @app.errorhandler(HTTPException)
-    def _http(exc: HTTPException) -> Response:
+    def _http(exc: HTTPException) -> Response | tuple[str, int]:
+        if _is_page(request.path):
+            return render_template("error.html", error=exc), exc.code or 500
         code = (exc.name or "error").lower().replace(" ", "-")
         response = error_response(exc.code or 500, code, exc.description or exc.name)
         if exc.code == 405 and exc.valid_methods:  # type: ignore[attr-defined]
@@ -69,6 +73,13 @@ def register_error_handlers(app: Flask) -> None:
         return response
 
     @app.errorhandler(Exception)
-    def _unexpected(exc: Exception) -> Response:
+    def _unexpected(exc: Exception) -> Response | tuple[str, int]:
         log.exception("unhandled error")
+        if _is_page(request.path):
+            return render_template("error.html", error=None), 500
         return error_response(500, "internal", "internal error; it has been logged")
+
+
+def _is_page(path: str) -> bool:
+    """A web page (HTML errors) rather than the API or a machine endpoint (JSON errors)."""
+    return not path.startswith(("/api/", "/healthz", "/metrics"))

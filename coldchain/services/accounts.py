@@ -160,6 +160,12 @@ def add_logger(
     return logger
 
 
+def list_sites(*, sessions: sessionmaker[Session]) -> list[Site]:
+    """Return every site, by id."""
+    with sessions() as session:
+        return list(session.scalars(select(Site).order_by(Site.id)))
+
+
 def list_loggers(*, sessions: sessionmaker[Session]) -> list[Logger]:
     """Return every logger, by id."""
     with sessions() as session:
@@ -226,3 +232,71 @@ def unlock_user(
             new={"locked": False},
             reason=reason,
         )
+
+
+def principal_for_user_id(*, sessions: sessionmaker[Session], user_id: int) -> Principal | None:
+    """Return the user of a web session, or None if gone or locked."""
+    with sessions() as session:
+        row = session.get(User, user_id)
+        if row is None or row.locked_at is not None:
+            return None
+        return Principal(row.id, row.username, row.full_name, Role(row.role), row.site_id)
+
+
+def sign_in(
+    *, sessions: sessionmaker[Session], username: str, password: str, request_id: str | None
+) -> Principal:
+    """Check a user name and password for the web pages; failures count towards the lock.
+
+    Wrong passwords at sign-in and at signing share one count: five in a row lock the
+    account. Each failure of a known user, and each lock, is audited; an unknown name is
+    refused the same way, without telling which of the two was wrong.
+    """
+    from argon2.exceptions import InvalidHashError, VerificationError
+
+    from coldchain.domain.errors import AuthenticationError
+    from coldchain.domain.signatures import after_wrong_password
+
+    refused = AuthenticationError("wrong user name or password", code="sign-in-failed")
+    with sessions.begin() as session:
+        user = session.scalar(select(User).where(User.username == username))
+        if user is None:
+            _hasher.hash(password)  # the same work as a real check: no timing oracle
+            raise refused
+        if user.locked_at is not None:
+            raise AuthenticationError(
+                "this account is locked after repeated wrong passwords: ask an administrator",
+                code="account-locked",
+            )
+        try:
+            matches = bool(_hasher.verify(user.password_hash, password))
+        except (VerificationError, InvalidHashError):
+            matches = False
+        if matches:
+            user.failed_logins = 0
+            return Principal(user.id, user.username, user.full_name, Role(user.role), user.site_id)
+        attempt = after_wrong_password(user.failed_logins)
+        user.failed_logins = attempt.failures
+        audit.record(
+            session,
+            actor=username,
+            action="login.failed",
+            entity="user",
+            entity_id=username,
+            new={"failed_attempts": attempt.failures},
+            request_id=request_id,
+        )
+        if attempt.locks:
+            user.locked_at = utcnow()
+            audit.record(
+                session,
+                actor="system:security",
+                action="user.locked",
+                entity="user",
+                entity_id=username,
+                old={"locked": False},
+                new={"locked": True},
+                reason=f"{attempt.failures} wrong passwords in a row",
+                request_id=request_id,
+            )
+    raise refused

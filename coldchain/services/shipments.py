@@ -165,6 +165,9 @@ def create_shipment(
         return detail(session, shipment, now)
 
 
+# Excursions that late readings showed were none: nothing for QA to decide.
+WITHDRAWN = ("recovered", "retracted")
+
 LEGS = {
     ("apheresis", "manufacturing"): "apheresis",
     ("manufacturing", "treatment"): "final_product",
@@ -340,6 +343,9 @@ class ExcursionFilter:
     kind: str | None = None
     status: str | None = None
     shipment_id: int | None = None
+    # A QA decision, "none" (never dispositioned) or "undecided" (none on the excursion as
+    # it now stands; withdrawn ones excluded): QA's work list.
+    disposition: str | None = None
 
 
 def list_excursions(
@@ -369,6 +375,18 @@ def list_excursions(
                 ),
             )
         )
+    if filters.disposition == "none":
+        query = query.where(Excursion.disposition.is_(None))
+    elif filters.disposition == "undecided":
+        query = query.where(
+            or_(
+                Excursion.disposition.is_(None),
+                Excursion.disposition_version != Excursion.version,
+            ),
+            or_(Excursion.resolution.is_(None), Excursion.resolution.not_in(WITHDRAWN)),
+        )
+    elif filters.disposition:
+        query = query.where(Excursion.disposition == filters.disposition)
     if filters.until is not None:
         query = query.where(Excursion.started_us <= to_us(filters.until))
     if filters.since is not None:

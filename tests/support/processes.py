@@ -65,9 +65,12 @@ class Mosquitto:
 
 
 class ColdchainProcess:
-    """`python -m coldchain ...` as a child process with its own environment."""
+    """`python -m coldchain ...` (or another module) as a child process with its own env."""
 
-    def __init__(self, args: list[str], env: Mapping[str, str], log_path: Path):
+    def __init__(
+        self, args: list[str], env: Mapping[str, str], log_path: Path, module: str = "coldchain"
+    ):
+        self.module = module
         self.args = args
         self.env = {**os.environ, **env}
         self.log_path = log_path
@@ -77,7 +80,7 @@ class ColdchainProcess:
     def start(self) -> ColdchainProcess:
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "coldchain", *self.args],
+            [sys.executable, "-m", self.module, *self.args],
             env=self.env,
             cwd=ROOT,
             stdout=self._log,

@@ -1,0 +1,412 @@
+"""The pages of coordinators, clinics, QA and auditors. Thin: forms in, services, templates out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import (
+    Response,
+    flash,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from werkzeug.wrappers import Response as BaseResponse
+
+from coldchain.api.common import ctx, request_id
+from coldchain.domain.audit import Checkpoint
+from coldchain.domain.custody import Decision, Disposition
+from coldchain.domain.errors import DomainError, NotFoundError
+from coldchain.domain.roles import Role
+from coldchain.services import accounts, audit, board, checkpoints, custody, shipments
+from coldchain.services.signing import SignatureInput
+from coldchain.services.timefmt import parse_rfc3339
+from coldchain.web import bp, current_user, signed_in
+
+PATIENT_FIELDS = (("mrn", "Medical record number"), ("name", "Full name"), ("dob", "Date of birth"))
+Page = tuple[str, int] | BaseResponse
+STAFF = (Role.ADMIN, Role.COORDINATOR, Role.COURIER, Role.QA, Role.AUDITOR)
+REVIEWERS = (Role.ADMIN, Role.COORDINATOR, Role.QA, Role.AUDITOR)
+
+
+def _patient(form: Any) -> dict[str, str]:
+    """Patient identifiers from a form: only the fields filled in, as the clinic typed them."""
+    return {
+        key: form.get(key, "").strip() for key, _ in PATIENT_FIELDS if form.get(key, "").strip()
+    }
+
+
+@bp.app_context_processor
+def _globals() -> dict[str, Any]:
+    return {"user": g.get("user"), "Role": Role, "patient_fields": PATIENT_FIELDS}
+
+
+# --- signing in -------------------------------------------------------------------------
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Page:
+    error = None
+    if request.method == "POST":
+        try:
+            principal = accounts.sign_in(
+                sessions=ctx().sessions,
+                username=request.form.get("username", "").strip(),
+                password=request.form.get("password", ""),
+                request_id=request_id(),
+            )
+        except DomainError as exc:
+            error = exc.message
+        else:
+            session.clear()
+            session.permanent = True
+            session["user_id"] = principal.user_id
+            target = request.args.get("next") or ""
+            # Only a path on this site: never an open redirect to another host.
+            if not target.startswith("/") or target.startswith("//"):
+                target = url_for("web.home")
+            return redirect(target)
+    return render_template("login.html", error=error), 401 if error else 200
+
+
+@bp.post("/logout")
+@signed_in()
+def logout() -> BaseResponse:
+    session.clear()
+    return redirect(url_for("web.login"))
+
+
+@bp.get("/")
+@signed_in()
+def home() -> BaseResponse:
+    role = current_user().role
+    if role is Role.CLINIC:
+        return redirect(url_for("web.incoming"))
+    if role is Role.QA:
+        return redirect(url_for("web.qa"))
+    if role is Role.AUDITOR:
+        return redirect(url_for("web.excursion_log"))
+    return redirect(url_for("web.board_page"))
+
+
+# --- coordinator ------------------------------------------------------------------------
+
+
+@bp.get("/board")
+@signed_in(*STAFF)
+def board_page() -> str:
+    rows = board.board(sessions=ctx().sessions, principal=current_user())
+    return render_template("board.html", rows=rows)
+
+
+@bp.get("/board.json")
+@signed_in(*STAFF, Role.CLINIC)
+def board_json() -> Response:
+    return jsonify(board.board(sessions=ctx().sessions, principal=current_user()))
+
+
+@bp.route("/shipments/new", methods=["GET", "POST"])
+@signed_in(Role.ADMIN, Role.COORDINATOR)
+def new_shipment() -> Page:
+    app = ctx()
+    error: DomainError | None = None
+    form = request.form
+    if request.method == "POST":
+        try:
+            monitoring_from = form.get("monitoring_from", "").strip()
+            created = shipments.create_shipment(
+                sessions=app.sessions,
+                request=shipments.NewShipment(
+                    coi=form.get("coi", ""),
+                    profile=form.get("profile", ""),
+                    origin_site=form.get("origin_site", ""),
+                    destination_site=form.get("destination_site", ""),
+                    loggers=[x.strip() for x in form.get("loggers", "").split(",") if x.strip()],
+                    patient=_patient(form),
+                    monitoring_from=parse_rfc3339(monitoring_from) if monitoring_from else None,
+                    seal_id=form.get("seal_id", "").strip() or None,
+                ),
+                creator=current_user(),
+                profiles=app.settings.profiles,
+                secret_key=app.settings.secret_key,
+                request_id=request_id(),
+            )
+        except DomainError as exc:
+            error = exc
+        except ValueError:
+            error = DomainError("monitoring from must be a time like 2026-11-25T08:00:00Z",
+                                field="monitoring_from")  # fmt: skip
+        else:
+            flash(f"Shipment {created['id']} created for COI {created['coi']}.")
+            return redirect(url_for("web.shipment_page", shipment_id=created["id"]))
+    sites = accounts.list_sites(sessions=app.sessions)
+    loggers = accounts.list_loggers(sessions=app.sessions)
+    status = 400 if error else 200
+    return render_template(
+        "shipment_new.html",
+        error=error,
+        form=form,
+        sites=sites,
+        loggers=loggers,
+        profiles=sorted(app.settings.profiles),
+    ), status
+
+
+# --- a shipment -------------------------------------------------------------------------
+
+
+@bp.get("/shipments/<int:shipment_id>")
+@signed_in()
+def shipment_page(shipment_id: int) -> str:
+    detail = shipments.get_shipment(
+        sessions=ctx().sessions, shipment_id=shipment_id, principal=current_user()
+    )
+    return render_template("shipment.html", s=detail)
+
+
+@bp.get("/shipments/<int:shipment_id>/chart.json")
+@signed_in()
+def shipment_chart(shipment_id: int) -> Response:
+    app = ctx()
+    return jsonify(
+        board.chart(
+            sessions=app.sessions,
+            shipment_id=shipment_id,
+            principal=current_user(),
+            profiles=app.settings.profiles,
+        )
+    )
+
+
+# --- clinic -----------------------------------------------------------------------------
+
+
+@bp.get("/incoming")
+@signed_in(Role.CLINIC)
+def incoming() -> str:
+    rows = shipments.list_shipments(
+        sessions=ctx().sessions, principal=current_user(), status=None, limit=500, offset=0
+    )
+    return render_template("incoming.html", rows=rows)
+
+
+@bp.route("/shipments/<int:shipment_id>/receive", methods=["GET", "POST"])
+@signed_in(Role.CLINIC)
+def receive(shipment_id: int) -> Page:
+    app = ctx()
+    error: DomainError | None = None
+    form = request.form
+    if request.method == "POST":
+        try:
+            custody.record_receipt(
+                sessions=app.sessions,
+                shipment_id=shipment_id,
+                principal=current_user(),
+                receipt=custody.NewReceipt(
+                    version=int(form.get("version", "0") or 0),
+                    coi_scan=form.get("coi_scan", ""),
+                    patient=_patient(form),
+                    seal_id=form.get("seal_id", "").strip(),
+                    decision=Decision(form.get("decision", "")),
+                    reason=form.get("reason", "").strip() or None,
+                    signature=SignatureInput(
+                        password=form.get("password", ""), meaning=form.get("meaning", "")
+                    ),
+                ),
+                secret_key=app.settings.secret_key,
+                request_id=request_id(),
+            )
+        except DomainError as exc:
+            error = exc
+        except ValueError:
+            error = DomainError("choose accept, reject or quarantine", field="decision")
+        else:
+            flash(f"Receipt recorded: {form.get('decision')}.")
+            return redirect(url_for("web.shipment_page", shipment_id=shipment_id))
+    detail = shipments.get_shipment(
+        sessions=app.sessions, shipment_id=shipment_id, principal=current_user()
+    )
+    status = 200 if error is None else (409 if error.code.endswith("mismatch") else 400)
+    return render_template("receive.html", s=detail, error=error, form=form), status
+
+
+# --- QA ---------------------------------------------------------------------------------
+
+
+@bp.get("/qa")
+@signed_in(Role.QA, Role.ADMIN)
+def qa() -> str:
+    rows = shipments.list_excursions(
+        sessions=ctx().sessions,
+        principal=current_user(),
+        filters=shipments.ExcursionFilter(disposition="undecided"),
+        limit=500,
+        offset=0,
+    )
+    return render_template("qa.html", rows=rows)
+
+
+@bp.route("/excursions/<int:excursion_id>/disposition", methods=["GET", "POST"])
+@signed_in(Role.QA)
+def disposition(excursion_id: int) -> Page:
+    app = ctx()
+    error: DomainError | None = None
+    form = request.form
+    if request.method == "POST":
+        try:
+            custody.record_disposition(
+                sessions=app.sessions,
+                excursion_id=excursion_id,
+                principal=current_user(),
+                disposition=custody.NewDisposition(
+                    version=int(form.get("version", "0") or 0),
+                    decision=Disposition(form.get("decision", "")),
+                    reason=form.get("reason", ""),
+                    signature=SignatureInput(
+                        password=form.get("password", ""), meaning=form.get("meaning", "")
+                    ),
+                ),
+                profiles=app.settings.profiles,
+                request_id=request_id(),
+            )
+        except DomainError as exc:
+            error = exc
+        except ValueError:
+            error = DomainError("choose a decision", field="decision")
+        else:
+            flash(f"Disposition of excursion {excursion_id} recorded.")
+            return redirect(url_for("web.qa"))
+    excursion = custody.get_excursion(
+        sessions=app.sessions, excursion_id=excursion_id, principal=current_user()
+    )
+    return render_template("disposition.html", e=excursion, error=error, form=form), (
+        400 if error else 200
+    )
+
+
+# --- auditors ---------------------------------------------------------------------------
+
+
+def excursion_filters(args: Any) -> shipments.ExcursionFilter:
+    """The excursion log's filters from a query string; a bad time is a clear error."""
+    times = {}
+    for name in ("since", "until"):
+        value = args.get(name, "").strip()
+        try:
+            times[name] = parse_rfc3339(value) if value else None
+        except ValueError:
+            raise DomainError(f"{name}: use a time like 2026-11-25T08:00:00Z", field=name) from None
+    return shipments.ExcursionFilter(
+        since=times["since"],
+        until=times["until"],
+        site=args.get("site") or None,
+        kind=args.get("kind") or None,
+        status=args.get("status") or None,
+        disposition=args.get("disposition") or None,
+    )
+
+
+@bp.get("/excursions")
+@signed_in(*REVIEWERS)
+def excursion_log() -> str:
+    app = ctx()
+    rows = shipments.list_excursions(
+        sessions=app.sessions,
+        principal=current_user(),
+        filters=excursion_filters(request.args),
+        limit=2000,
+        offset=0,
+    )
+    sites = accounts.list_sites(sessions=app.sessions)
+    return render_template("excursions.html", rows=rows, args=request.args, sites=sites)
+
+
+@bp.get("/audit")
+@signed_in(Role.ADMIN, Role.QA, Role.AUDITOR)
+def audit_trail() -> str:
+    app = ctx()
+    filters = audit.AuditFilter(
+        entity=request.args.get("entity") or None,
+        actor=request.args.get("actor") or None,
+        action=request.args.get("action") or None,
+    )
+    events = audit.list_events(sessions=app.sessions, filters=filters, limit=500, offset=0)
+    checkpoint: Checkpoint | None = None
+    checkpoint_problem = None
+    try:
+        signed = checkpoints.latest(sessions=app.sessions)
+        checkpoints.check_signature(signed, None)
+        checkpoint = signed.checkpoint
+    except NotFoundError:
+        checkpoint_problem = "no checkpoint yet: run coldchain audit checkpoint"
+    except checkpoints.CheckpointError as exc:
+        checkpoint_problem = str(exc)
+    verdict = audit.verify_database(app.sessions, checkpoint)
+    return render_template(
+        "audit.html",
+        events=events,
+        verdict=verdict,
+        checkpoint=checkpoint,
+        checkpoint_problem=checkpoint_problem,
+        args=request.args,
+    )
+
+
+EXPORTS = {
+    "csv": ("text/csv", "csv"),
+    "xlsx": ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "xlsx"),
+    "pdf": ("application/pdf", "pdf"),
+}
+
+
+@bp.get("/excursions/export.<fmt>")
+@signed_in(*REVIEWERS)
+def excursion_export(fmt: str) -> Response:
+    from coldchain.reports import excursions as report
+
+    if fmt not in EXPORTS:
+        raise NotFoundError(f"no {fmt} export: csv, xlsx or pdf")
+    rows = shipments.list_excursions(
+        sessions=ctx().sessions,
+        principal=current_user(),
+        filters=excursion_filters(request.args),
+        limit=None,
+        offset=0,
+    )
+    if fmt == "csv":
+        body = report.excursions_csv(rows)
+    elif fmt == "xlsx":
+        body = report.excursions_xlsx(rows)
+    else:
+        body = report.excursions_pdf(rows, title="coldchain excursion log")
+    mimetype, extension = EXPORTS[fmt]
+    return Response(
+        body,
+        mimetype=mimetype,
+        headers={"Content-Disposition": f'attachment; filename="excursions.{extension}"'},
+    )
+
+
+@bp.get("/shipments/<int:shipment_id>/report.pdf")
+@signed_in(*REVIEWERS)
+def shipment_report(shipment_id: int) -> Response:
+    from coldchain.reports import pdf
+
+    app = ctx()
+    built = pdf.build_shipment_report(
+        sessions=app.sessions,
+        shipment_id=shipment_id,
+        principal=current_user(),
+        profiles=app.settings.profiles,
+    )
+    return Response(
+        pdf.shipment_report_pdf(built),
+        mimetype="application/pdf",
+        headers={
+            "Content-Disposition": f'attachment; filename="shipment-{shipment_id}-report.pdf"'
+        },
+    )
