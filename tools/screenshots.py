@@ -71,7 +71,9 @@ def main() -> int:
         time.sleep(12)  # let the simulated loggers report a few readings
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            context = browser.new_context(viewport={"width": 1366, "height": 860})
+            context = browser.new_context(
+                viewport={"width": 1366, "height": 860}, timezone_id="Europe/Paris"
+            )
             page = context.new_page()
             page.goto(f"{base}/login")
             shoot(page, "01-sign-in")
