@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from flask.testing import FlaskClient
 
@@ -97,3 +98,41 @@ def test_a_locked_user_is_unlocked_with_a_reason(
     assert done.returncode == 0, done.stderr
     body["signature"]["password"] = PASSWORD  # type: ignore[index]
     assert client.post(url, json=body, headers=world.auth("courier")).status_code == 201
+
+
+def test_report_excursions_writes_csv_xlsx_and_pdf(
+    tmp_path: Path,
+    database_url: str,
+    world: World,
+    client: FlaskClient,
+    sessions: Any,
+    settings: Any,
+) -> None:
+    import io
+
+    import pandas as pd
+    from pypdf import PdfReader
+
+    from tests.api.test_custody_api import create, store
+
+    shipment = create(client, world, monitoring_from="2020-01-01T00:00:00Z")
+    store(sessions, settings, "L-1", [-190, -140, -140, -190])
+    db = Path(database_url.removeprefix("sqlite:///"))
+    printed = coldchain(db, "report", "excursions", "--format", "csv", "--out", "-")
+    assert printed.returncode == 0, printed.stderr
+    table = pd.read_csv(io.StringIO(printed.stdout))
+    assert list(table["kind"]) == ["HIGH"] and list(table["shipment_id"]) == [shipment["id"]]
+    xlsx = tmp_path / "log.xlsx"
+    done = coldchain(db, "report", "excursions", "--format", "xlsx", "--out", str(xlsx),
+                     "--kind", "HIGH")  # fmt: skip
+    assert done.returncode == 0 and "1 excursions" in done.stderr
+    assert list(pd.read_excel(xlsx)["kind"]) == ["HIGH"]
+    pdf = tmp_path / "log.pdf"
+    assert (
+        coldchain(db, "report", "excursions", "--format", "pdf", "--out", str(pdf)).returncode == 0
+    )
+    assert "HIGH" in "".join(page.extract_text() for page in PdfReader(pdf).pages)
+    none = coldchain(db, "report", "excursions", "--kind", "LOW", "--out", str(tmp_path / "x.csv"))
+    assert none.returncode == 0 and "0 excursions" in none.stderr
+    bad = coldchain(db, "report", "excursions", "--since", "yesterday")
+    assert bad.returncode == 2 and "RFC 3339" in bad.stderr
