@@ -9,7 +9,7 @@ DEB_PACKAGES := mosquitto mosquitto-clients
 # The tests also run PostgreSQL clusters of their own (as the unprivileged `postgres` user).
 TEST_DEB_PACKAGES := postgresql chromium chromium-driver
 
-.PHONY: setup system-packages test-packages demo screenshots test lint typecheck pytest bench clean
+.PHONY: setup system-packages test-packages demo screenshots test lint typecheck pytest pytest-postgresql bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv --system-site-packages $(VENV) || { \
@@ -45,7 +45,13 @@ typecheck: setup
 pytest: setup test-packages
 	$(BIN)/python -m pytest
 
-test: lint typecheck pytest
+# The same suite with each test's database on PostgreSQL (a cluster the tests start
+# themselves). The pure unit tests and the demo (always SQLite) run once, above.
+pytest-postgresql: setup test-packages
+	COLDCHAIN_TEST_ENGINE=postgresql $(BIN)/python -m pytest --ignore=tests/unit \
+	  --deselect tests/e2e/test_demo.py
+
+test: lint typecheck pytest pytest-postgresql
 
 screenshots: setup test-packages
 	$(BIN)/python tools/screenshots.py

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import uuid
@@ -132,11 +133,23 @@ def pg_database_url(postgres: Postgres, pg_template: World) -> Iterator[str]:
     admin.dispose()
 
 
+# COLDCHAIN_TEST_ENGINE=postgresql runs the suite on PostgreSQL instead of SQLite files.
+ENGINE = os.environ.get("COLDCHAIN_TEST_ENGINE", "sqlite")
+
+
 @pytest.fixture
-def database_url(tmp_path: Path, template: tuple[Path, World]) -> str:
+def sqlite_database_url(tmp_path: Path, template: tuple[Path, World]) -> str:
+    """A SQLite file for one test, copied from the seeded template."""
     path = tmp_path / "coldchain.db"
     shutil.copy(template[0], path)
     return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest) -> str:
+    """This test's database on the engine under test (COLDCHAIN_TEST_ENGINE)."""
+    name = "pg_database_url" if ENGINE == "postgresql" else "sqlite_database_url"
+    return str(request.getfixturevalue(name))
 
 
 @pytest.fixture
@@ -164,9 +177,11 @@ def client(app: Flask) -> FlaskClient:
 
 
 @pytest.fixture
-def world(database_url: str, template: tuple[Path, World]) -> World:
+def world(request: pytest.FixtureRequest, database_url: str) -> World:
     """The seeded sites, users and loggers of this test's database."""
-    return template[1]
+    if ENGINE == "postgresql":
+        return request.getfixturevalue("pg_template")  # type: ignore[no-any-return]
+    return request.getfixturevalue("template")[1]  # type: ignore[no-any-return]
 
 
 @pytest.fixture

@@ -55,9 +55,9 @@ def append_fixed_events(url: str) -> list[str]:
 
 
 def test_an_event_hashes_the_same_on_sqlite_and_postgresql(
-    database_url: str, pg_database_url: str
+    sqlite_database_url: str, pg_database_url: str
 ) -> None:
-    assert append_fixed_events(database_url) == append_fixed_events(pg_database_url)
+    assert append_fixed_events(sqlite_database_url) == append_fixed_events(pg_database_url)
 
 
 def test_the_whole_chain_verifies_on_postgresql(pg_database_url: str) -> None:

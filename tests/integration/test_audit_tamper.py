@@ -48,7 +48,7 @@ def coldchain(db: str, tmp: Path, *args: str) -> subprocess.CompletedProcess[str
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db(request: pytest.FixtureRequest) -> str:
     """The database URL of this test, on each engine."""
-    name = "database_url" if request.param == "sqlite" else "pg_database_url"
+    name = "sqlite_database_url" if request.param == "sqlite" else "pg_database_url"
     return str(request.getfixturevalue(name))
 
 
@@ -112,8 +112,8 @@ def test_an_intact_trail_verifies_against_its_checkpoint(trail: tuple[str, Path]
     assert "checkpoint of event" in verify(db, checkpoint.parent).stdout
 
 
-def test_sqlite_refuses_update_and_delete_of_audit_events(database_url: str) -> None:
-    with sqlite3.connect(database_url.removeprefix("sqlite:///")) as conn:
+def test_sqlite_refuses_update_and_delete_of_audit_events(sqlite_database_url: str) -> None:
+    with sqlite3.connect(sqlite_database_url.removeprefix("sqlite:///")) as conn:
         for statement in (
             "UPDATE audit_events SET actor = 'mallory' WHERE seq = 1",
             "DELETE FROM audit_events WHERE seq = 1",

@@ -17,8 +17,10 @@ from tests.conftest import PASSWORD, World
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def coldchain(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLDCHAIN_DATABASE_URL": f"sqlite:///{db}"}
+def coldchain(db: Path | str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the command on a SQLite file (a path) or any database (a URL)."""
+    url = db if isinstance(db, str) else f"sqlite:///{db}"
+    env = {**os.environ, "COLDCHAIN_DATABASE_URL": url}
     return subprocess.run(
         [sys.executable, "-m", "coldchain", *args],
         env=env,
@@ -77,7 +79,7 @@ def test_bad_input_is_a_clear_error_and_a_nonzero_exit(tmp_path: Path) -> None:
 def test_a_locked_user_is_unlocked_with_a_reason(
     tmp_path: Path, database_url: str, world: World, client: FlaskClient
 ) -> None:
-    db = Path(database_url.removeprefix("sqlite:///"))
+    db = database_url
     shipment = client.post(
         "/api/v1/shipments",
         headers=world.auth("coord"),
@@ -117,7 +119,7 @@ def test_report_excursions_writes_csv_xlsx_and_pdf(
 
     shipment = create(client, world, monitoring_from="2020-01-01T00:00:00Z")
     store(sessions, settings, "L-1", [-190, -140, -140, -190])
-    db = Path(database_url.removeprefix("sqlite:///"))
+    db = database_url
     printed = coldchain(db, "report", "excursions", "--format", "csv", "--out", "-")
     assert printed.returncode == 0, printed.stderr
     table = pd.read_csv(io.StringIO(printed.stdout))
