@@ -23,6 +23,7 @@ from coldchain.domain.roles import Role
 from coldchain.services import custody
 from coldchain.services import shipments as service
 from coldchain.services.signing import SignatureInput
+from coldchain.services.views import EXCURSION_FIELDS
 
 bp = Blueprint("shipments", __name__, url_prefix="/api/v1")
 
@@ -43,23 +44,7 @@ SHIPMENT_COLUMNS = [
     "created_at",
 ]
 READING_COLUMNS = ["logger_id", "time", "received_at", "temp_c"]
-EXCURSION_COLUMNS = [
-    "id",
-    "shipment_id",
-    "logger_id",
-    "kind",
-    "started_at",
-    "ended_at",
-    "peak_c",
-    "duration_s",
-    "status",
-    "resolution",
-    "version",
-    "disposition",
-    "disposition_current",
-    "detected_at",
-    "updated_at",
-]
+EXCURSION_COLUMNS = list(EXCURSION_FIELDS)
 
 
 @bp.post("/shipments")

@@ -18,6 +18,7 @@ from coldchain.services import shipments
 from coldchain.services.accounts import Principal
 from coldchain.services.shipments import ExcursionFilter
 from coldchain.services.timefmt import rfc3339
+from coldchain.services.views import EXCURSION_FIELDS
 
 __all__ = [
     "COLUMNS",
@@ -29,23 +30,7 @@ __all__ = [
     "excursions_xlsx",
 ]
 
-COLUMNS = (
-    "id",
-    "shipment_id",
-    "logger_id",
-    "kind",
-    "started_at",
-    "ended_at",
-    "peak_c",
-    "duration_s",
-    "status",
-    "resolution",
-    "version",
-    "disposition",
-    "disposition_current",
-    "detected_at",
-    "updated_at",
-)
+COLUMNS = EXCURSION_FIELDS
 SHEET = "Excursions"
 
 

@@ -7,6 +7,25 @@ from typing import Any
 from coldchain.services.timefmt import rfc3339
 from coldchain.store.models import Excursion, Logger, Shipment, Site
 
+# The fields of an excursion object, in the order tables and exports show them.
+EXCURSION_FIELDS = (
+    "id",
+    "shipment_id",
+    "logger_id",
+    "kind",
+    "started_at",
+    "ended_at",
+    "peak_c",
+    "duration_s",
+    "status",
+    "resolution",
+    "version",
+    "disposition",
+    "disposition_current",
+    "detected_at",
+    "updated_at",
+)
+
 
 def excursion_view(row: Excursion, *, now_us: int | None = None) -> dict[str, Any]:
     """Return an excursion object as the contract names its fields."""

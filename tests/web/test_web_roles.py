@@ -97,6 +97,7 @@ def test_a_page_needs_a_signed_in_user_of_an_allowed_role(
         response = user.open(fill(rule, ids), method=method, data=data)
         if role in PAGES[route]:
             assert response.status_code not in (401, 403), (role, response.status_code)
+            assert response.status_code < 500, (role, response.get_data(as_text=True)[:300])
         else:
             assert response.status_code == 403, (role, response.status_code)
 
