@@ -11,6 +11,7 @@ from flask import Flask, Response, g, request
 from coldchain.api import audit, fleet, shipments, system
 from coldchain.api.common import AppContext
 from coldchain.api.errors import register_error_handlers
+from coldchain.api.nul import register_nul_check
 from coldchain.config import Settings, load_settings
 from coldchain.store.engine import make_engine, make_sessions
 from coldchain.web import register_web
@@ -29,6 +30,7 @@ def create_app(
     app.extensions["coldchain"] = AppContext(settings, engine, make_sessions(engine))
     register_request_id(app)
     register_error_handlers(app)
+    register_nul_check(app)
     app.register_blueprint(shipments.bp)
     app.register_blueprint(fleet.bp)
     app.register_blueprint(system.bp)

@@ -233,14 +233,19 @@ def _touched(readings: Sequence[Reading]) -> dict[str, tuple[int, int]]:
     return spans
 
 
+def _text(value: str) -> str:
+    """Text as PostgreSQL can store it: a NUL (refused there) written as \\x00."""
+    return value.replace("\x00", "\\x00")
+
+
 def _dead_letter(session: Session, message: Incoming, outcome: MessageOutcome) -> None:
     letters = [
-        DeadLetter(reason=str(r.reason), detail=r.detail, record_index=r.record_index)
+        DeadLetter(reason=str(r.reason), detail=_text(r.detail), record_index=r.record_index)
         for r in outcome.refusals
     ]
     session.add(
         DeadLetterMessage(
-            topic=message.topic,
+            topic=_text(message.topic),
             logger_id=outcome.logger_id,
             payload=message.payload,
             received_at=from_us(message.received_us),

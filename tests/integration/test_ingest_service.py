@@ -14,7 +14,7 @@ from coldchain.domain.senml import PackLimits
 from coldchain.services import ingest
 from coldchain.services.timefmt import now_us
 from coldchain.store.counters import read_counts
-from coldchain.store.models import DeadLetter, Logger, Reading
+from coldchain.store.models import DeadLetter, DeadLetterMessage, Logger, Reading
 from tests.conftest import World
 
 BN = "urn:dev:logger:L-1:"
@@ -153,3 +153,34 @@ def test_counters_add_up_across_batches(
     assert counts["messages"] == 3 and counts["batches"] == 2
     assert counts["dead_letters:not-json"] == 1
     assert counts["batch_us"] >= 2  # each batch adds its own time, at least a microsecond
+
+
+def test_nul_characters_in_a_pack_are_dead_lettered_not_a_store_error(
+    sessions: sessionmaker[Session], settings: Settings, world: World
+) -> None:
+    # PostgreSQL refuses NUL in text: the reasons quoting the bad names must still be stored.
+    t = round(time.time()) - 100
+    pack = [
+        {"bn": "urn:dev:logger:L-1\u0000:", "n": "temp", "u": "Cel", "t": t, "v": -190},
+        {"bn": BN, "n": "te\u0000mp", "u": "Cel", "t": t, "v": -190},
+        {"n": "temp", "u": "C\u0000el", "t": t, "v": -190},
+        {"n": "temp", "u": "Cel", "t": t + 1, "v": -190},
+    ]
+    outcome = store(sessions, settings, message(pack))
+    assert outcome.messages[0].accepted == 1
+    with sessions() as session:
+        letters = session.scalars(select(DeadLetter).order_by(DeadLetter.record_index)).all()
+        assert [(x.record_index, x.reason) for x in letters] == [
+            (0, "bad-base-name"),
+            (1, "unknown-name"),
+            (2, "unknown-unit"),
+        ]
+        assert all("\x00" not in x.detail and "\\x00" in x.detail for x in letters)
+        assert letters[0].message.payload == json.dumps(pack).encode()
+
+    # A broker should refuse a topic with a NUL (MQTT forbids it); should one arrive anyway
+    # it is dead-lettered with the NUL written as \\x00, not lost to a database error.
+    store(sessions, settings, ingest.Incoming("coldchain/v1/loggers/L-\x001/readings", b"[]", 1))
+    with sessions() as session:
+        topics = session.scalars(select(DeadLetterMessage.topic)).all()
+    assert "coldchain/v1/loggers/L-\\x001/readings" in topics
