@@ -260,18 +260,49 @@ def check_secret(settings: Settings) -> None:
 
 
 @main.command()
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Worker processes sharing the load (default ingest.workers, 1).",
+)
+@click.option(
+    "--worker-index",
+    type=click.IntRange(1),
+    default=None,
+    hidden=True,
+    help="Run only worker number N (used by --workers to start its processes).",
+)
 @pass_ctx
-def ingest(context: Context) -> None:
-    """Run the MQTT ingest worker until SIGTERM or Ctrl-C."""
-    from coldchain.ingest.worker import protocol_version, run_worker
+def ingest(context: Context, workers: int | None, worker_index: int | None) -> None:
+    """Run the MQTT ingest workers until SIGTERM or Ctrl-C.
 
+    Worker N has the MQTT client id "{ingest.client_id}-N" and a persistent session; all
+    of them subscribe through the shared subscription of ingest.readings_topic, so each
+    message reaches one of them. The sessions of worker numbers above the ones run are
+    drained and ended first (see ingest.retire_scan).
+    """
+    from coldchain.ingest.supervisor import supervise
+    from coldchain.ingest.worker import protocol_version, retire_workers, run_worker
+
+    settings = context.settings
     try:
-        protocol_version(context.settings["mqtt_protocol"])
+        protocol = protocol_version(settings["mqtt_protocol"])
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     sessions = context.sessions()
+    if worker_index is not None:
+        run_worker(settings, sessions, worker_index)
+        return
+    count = workers if workers is not None else int(settings["ingest_workers"])
+    if count > 1 and str(protocol.name) != "MQTTv5":
+        raise click.ClickException("several workers need MQTT 5 shared subscriptions")
     context.record_configuration(sessions)
-    run_worker(context.settings, sessions)
+    retire_workers(settings, sessions, count)
+    if count == 1:
+        run_worker(settings, sessions, 1)
+    else:
+        supervise(count, verbose=logging.getLogger().isEnabledFor(logging.DEBUG))
 
 
 @main.command()

@@ -30,6 +30,8 @@ from coldchain.store.readings import ConcurrentInsertError
 log = logging.getLogger(__name__)
 
 ALERTS_TOPIC = "coldchain/v1/alerts/excursions"
+# A retiring worker ends its session after this long without a queued message.
+RETIRE_IDLE_S = 2.0
 PROTOCOLS = {"5": MQTTProtocolVersion.MQTTv5, "3.1.1": MQTTProtocolVersion.MQTTv311}
 
 
@@ -58,12 +60,32 @@ class Delivery:
     qos: int
 
 
-class Worker:
-    """Consume readings, commit them in batches, and ack each message after its commit."""
+def worker_client_id(settings: Settings, index: int) -> str:
+    """The MQTT client id of worker `index` (from 1): stable, so its session survives."""
+    return f"{settings['ingest_client_id']}-{index}"
 
-    def __init__(self, settings: Settings, sessions: sessionmaker[Session]):
+
+class Worker:
+    """Consume readings, commit them in batches, and ack each message after its commit.
+
+    A `retiring` worker takes over the persistent session of a worker that is no longer
+    run (after `--workers` was lowered): it leaves the shared subscription, stores what the
+    broker had queued for that session, and ends the session when nothing more comes.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        *,
+        client_id: str | None = None,
+        retiring: bool = False,
+    ):
         self.settings = settings
         self.sessions = sessions
+        self.client_id = client_id or worker_client_id(settings, 1)
+        self.retiring = retiring
+        self.last_message = time.monotonic()
         self.pending: list[Delivery] = []
         self.batch_deadline = 0.0
         self.ever_connected = False
@@ -84,7 +106,7 @@ class Worker:
         self.protocol = protocol_version(self.settings["mqtt_protocol"])
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=str(self.settings["ingest_client_id"]),
+            client_id=self.client_id,
             protocol=self.protocol,
             # MQTT 3.1.1 keeps the session by clean_session; MQTT 5 by clean_start at connect.
             clean_session=False if self.protocol == MQTTProtocolVersion.MQTTv311 else None,
@@ -101,10 +123,13 @@ class Worker:
         return client
 
     def _on_connect(
-        self, client: mqtt.Client, _userdata: Any, _flags: Any, reason_code: Any, _properties: Any
+        self, client: mqtt.Client, _userdata: Any, flags: Any, reason_code: Any, _properties: Any
     ) -> None:
         if reason_code.is_failure:
             log.error("broker refused the connection: %s", reason_code)
+            return
+        if self.retiring:
+            self._retire(client, bool(flags.session_present))
             return
         # Subscribing in on_connect renews the subscription after every reconnect.
         readings, status = (
@@ -128,6 +153,20 @@ class Worker:
         )
         log.info("connected to %s:%s", self.address.host, self.address.port)
 
+    def _retire(self, client: mqtt.Client, session_present: bool) -> None:
+        if not session_present:
+            # Nothing was kept under this id (the connect made an empty session): end it.
+            self.stop()
+            return
+        log.info("draining the session of retired worker %s", self.client_id)
+        readings, status = (
+            str(self.settings["ingest_readings_topic"]),
+            str(self.settings["ingest_status_topic"]),
+        )
+        # No new messages for this session; what the broker queued for it still comes.
+        client.unsubscribe([readings, status])
+        self.last_message = time.monotonic()
+
     def _on_disconnect(
         self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason_code: Any, _properties: Any
     ) -> None:
@@ -139,6 +178,7 @@ class Worker:
         # after the commit, so a crash before it makes the broker deliver the message again.
         if not self.pending:
             self.batch_deadline = time.monotonic() + self.batch_wait_s
+        self.last_message = time.monotonic()
         incoming = service.Incoming(msg.topic, bytes(msg.payload), now_us())
         self.pending.append(Delivery(incoming, msg.mid, msg.qos))
 
@@ -166,6 +206,9 @@ class Worker:
                     self.ever_connected = True
                 return True
             except OSError as exc:
+                if self.retiring:
+                    log.warning("cannot reach the broker to retire %s: %s", self.client_id, exc)
+                    return False
                 log.warning(
                     "cannot reach broker %s:%s (%s); retrying in %.0fs",
                     self.address.host,
@@ -204,7 +247,9 @@ class Worker:
                         self.batch_deadline = now + self.batch_wait_s
                     self._process(batch)
                     continue
-                if now >= next_check:
+                if self.retiring and now - self.last_message > RETIRE_IDLE_S:
+                    break
+                if now >= next_check and not self.retiring:
                     self._check_silence()
                     next_check = time.monotonic() + check_every_s
                 wait_s = self.batch_deadline - now if self.pending else next_check - now
@@ -218,9 +263,17 @@ class Worker:
                         break
         finally:
             if self.client.is_connected():
-                self.client.disconnect()
-                self.client.loop(timeout=0.1)
-            log.info("ingest worker stopped")
+                self._disconnect()
+            log.info("ingest worker %s stopped", self.client_id)
+
+    def _disconnect(self) -> None:
+        properties = None
+        if self.retiring and self.protocol == MQTTProtocolVersion.MQTTv5:
+            # A session expiry of 0 at disconnect makes the broker drop the session now.
+            properties = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = 0
+        self.client.disconnect(properties=properties)
+        self.client.loop(timeout=0.1)
 
     def _process(self, batch: Sequence[Delivery]) -> None:
         backoff_s = 0.1
@@ -320,9 +373,23 @@ class Worker:
             self.client.publish(ALERTS_TOPIC, service.alert_payload(alert), qos=1)
 
 
-def run_worker(settings: Settings, sessions: sessionmaker[Session]) -> None:
-    """Run the worker in the foreground until SIGTERM or SIGINT."""
-    worker = Worker(settings, sessions)
+def retire_workers(settings: Settings, sessions: sessionmaker[Session], workers: int) -> None:
+    """Drain and end the sessions of workers numbered above `workers`.
+
+    A broker keeps sending a shared subscription's messages to a disconnected member whose
+    session has not expired (Mosquitto 2.0 queues them round robin), so a worker that is no
+    longer run would hold back its share of readings for a day. The ids checked are the
+    `ingest.retire_scan` numbers above the ones in use.
+    """
+    if protocol_version(settings["mqtt_protocol"]) != MQTTProtocolVersion.MQTTv5:
+        return
+    for index in range(workers + 1, workers + 1 + int(settings["ingest_retire_scan"])):
+        Worker(settings, sessions, client_id=worker_client_id(settings, index), retiring=True).run()
+
+
+def run_worker(settings: Settings, sessions: sessionmaker[Session], index: int = 1) -> None:
+    """Run worker number `index` in the foreground until SIGTERM or SIGINT."""
+    worker = Worker(settings, sessions, client_id=worker_client_id(settings, index))
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %d: stopping after the current batch", signum)

@@ -34,7 +34,12 @@ from coldchain.store.models import (
     Shipment,
     ShipmentLogger,
 )
-from coldchain.store.readings import SqlReadingSource, insert_readings
+from coldchain.store.readings import (
+    SqlReadingSource,
+    insert_readings,
+    lock_loggers,
+    try_lock,
+)
 
 STATUS_PAYLOADS = {b"online": True, b"offline": False}
 
@@ -116,6 +121,7 @@ def store_batch(
             batch.extend(parsed)
             received.extend([message.received_us] * len(parsed))
             source.extend([outcome] * len(parsed))
+        lock_loggers(conn, {reading.logger_id for reading in batch})
         stored = insert_readings(conn, batch, received)
         for index in stored.stored:
             source[index].accept(batch[index].time_us)
@@ -336,21 +342,26 @@ def check_silence(
     alerts: list[dict[str, Any]] = []
     with sessions.begin() as session:
         conn = session.connection()
+        # With several workers, one check at a time is enough: the others skip their turn.
+        if not try_lock(conn, "signal-loss-check"):
+            return alerts
         rows = session.execute(
             select(Shipment, ShipmentLogger.logger_id)
             .join(ShipmentLogger, ShipmentLogger.shipment_id == Shipment.id)
             .where(Shipment.status.not_in([str(s) for s in FINISHED]))
             .where(Shipment.monitoring_until.is_(None))
-        )
-        for shipment, logger_id in rows:
-            profile = profiles[shipment.profile]
-            window_from = to_us(shipment.monitoring_from)
-            if window_from > now_us:
-                continue
-            source = SqlReadingSource(conn, logger_id, profile)
-            last = source.latest_time(not_before_us=window_from, not_after_us=None)
-            anchor = silent_since(shipment) if last is None else last
-            if now_us - anchor <= profile.signal_loss_s * 1_000_000:
+        ).all()
+        silent = [
+            (shipment, logger_id)
+            for shipment, logger_id in rows
+            if _silent_anchor(conn, shipment, logger_id, profiles, now_us) is not None
+        ]
+        # Lock only the silent loggers (ingest of the others goes on), then look again:
+        # a batch may have brought their readings while we waited for the lock.
+        lock_loggers(conn, {logger_id for _shipment, logger_id in silent})
+        for shipment, logger_id in silent:
+            anchor = _silent_anchor(conn, shipment, logger_id, profiles, now_us)
+            if anchor is None:
                 continue
             alerts.extend(
                 _reevaluate(
@@ -358,8 +369,8 @@ def check_silence(
                     conn,
                     shipment,
                     logger_id,
-                    profile,
-                    window_from,
+                    profiles[shipment.profile],
+                    to_us(shipment.monitoring_from),
                     None,
                     anchor,
                     anchor,
@@ -367,6 +378,26 @@ def check_silence(
                 )
             )
     return alerts
+
+
+def _silent_anchor(
+    conn: Connection,
+    shipment: Shipment,
+    logger_id: str,
+    profiles: Mapping[str, Profile],
+    now_us: int,
+) -> int | None:
+    """Return when a monitored logger went silent, if it has been silent too long."""
+    profile = profiles[shipment.profile]
+    window_from = to_us(shipment.monitoring_from)
+    if window_from > now_us:
+        return None
+    source = SqlReadingSource(conn, logger_id, profile)
+    last = source.latest_time(not_before_us=window_from, not_after_us=None)
+    anchor = silent_since(shipment) if last is None else last
+    if now_us - anchor <= profile.signal_loss_s * 1_000_000:
+        return None
+    return anchor
 
 
 def _reevaluate(

@@ -7,8 +7,9 @@ the insert itself, and the worker must store 100,000 readings a second.
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection
@@ -69,6 +70,9 @@ def insert_readings(
                 outcome.conflicts.append((index, batch[seen].value))
     if not first:
         return outcome
+    if conn.dialect.name == "postgresql":
+        _insert_postgresql(conn, batch, received_us, list(first.values()), outcome)
+        return outcome
     by_series: dict[tuple[str, str], list[int]] = defaultdict(list)
     for (logger_id, name, _time_us), index in first.items():
         by_series[(logger_id, name)].append(index)
@@ -100,6 +104,112 @@ def insert_readings(
                 f"{len(rows) - result.rowcount} readings appeared meanwhile"
             )
     return outcome
+
+
+def _insert_postgresql(
+    conn: Connection,
+    batch: Sequence[Reading],
+    received_us: Sequence[int],
+    indexes: list[int],
+    outcome: InsertOutcome,
+) -> None:
+    """Insert the whole batch in one statement, then classify what was already there.
+
+    The arrays travel as five parameters, so the statement is the same whatever the batch
+    size: one round trip and one plan. Only the readings that were not inserted (rare: a
+    resent message) cost a second query, to tell a duplicate from a conflict. The caller
+    holds the per-logger locks (`lock_loggers`), so nothing can appear in between.
+    """
+    readings = [batch[i] for i in indexes]
+    inserted = conn.exec_driver_sql(
+        "INSERT INTO readings (logger_id, name, time_us, value, received_us) "
+        "SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::float8[], "
+        "%s::bigint[]) ON CONFLICT DO NOTHING RETURNING logger_id, name, time_us",
+        (
+            [r.logger_id for r in readings],
+            [r.name for r in readings],
+            [r.time_us for r in readings],
+            [r.value for r in readings],
+            [received_us[i] for i in indexes],
+        ),
+    ).fetchall()
+    if len(inserted) == len(indexes):
+        outcome.stored.extend(indexes)
+        return
+    new = set(map(tuple, inserted))
+    rest = []
+    for index in indexes:
+        reading = batch[index]
+        if (reading.logger_id, reading.name, reading.time_us) in new:
+            outcome.stored.append(index)
+        else:
+            rest.append(index)
+    stored = dict(
+        ((logger_id, name, time_us), value)
+        for logger_id, name, time_us, value in conn.exec_driver_sql(
+            "SELECT r.logger_id, r.name, r.time_us, r.value FROM readings r JOIN "
+            "unnest(%s::text[], %s::text[], %s::bigint[]) AS k(logger_id, name, time_us) "
+            "ON r.logger_id = k.logger_id AND r.name = k.name AND r.time_us = k.time_us",
+            (
+                [batch[i].logger_id for i in rest],
+                [batch[i].name for i in rest],
+                [batch[i].time_us for i in rest],
+            ),
+        )
+    )
+    for index in rest:
+        reading = batch[index]
+        value = stored.get((reading.logger_id, reading.name, reading.time_us))
+        if value is None:
+            raise ConcurrentInsertError(f"reading {index} neither inserted nor stored")
+        if value == reading.value:
+            outcome.duplicates.append(index)
+        else:
+            outcome.conflicts.append((index, value))
+
+
+def lock_loggers(conn: Connection, logger_ids: Iterable[str]) -> None:
+    """Serialise writers per logger until the end of the transaction (PostgreSQL).
+
+    Two workers holding readings of the same logger would otherwise each re-evaluate its
+    excursions without seeing the other's uncommitted readings, and could both open the same
+    excursion. Locks are taken in one order (sorted keys), so two batches cannot deadlock.
+    On SQLite the database's single write lock already serialises whole write transactions.
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    keys = sorted({logger_lock_key(logger_id) for logger_id in logger_ids})
+    if keys:
+        conn.exec_driver_sql(
+            "SELECT count(pg_advisory_xact_lock(k)) FROM "
+            "(SELECT unnest(%s::bigint[]) AS k ORDER BY 1) AS ordered",
+            (keys,),
+        )
+
+
+def try_lock(conn: Connection, name: str) -> bool:
+    """Take a named lock until the end of the transaction if it is free (PostgreSQL).
+
+    Return False when another transaction holds it. On SQLite there is one writer at a
+    time anyway, so the lock is always granted.
+    """
+    if conn.dialect.name != "postgresql":
+        return True
+    row = conn.exec_driver_sql(
+        "SELECT pg_try_advisory_xact_lock(%s)", (lock_key(f"coldchain:{name}"),)
+    ).first()
+    return bool(row and row[0])
+
+
+def logger_lock_key(logger_id: str) -> int:
+    """A stable signed 64-bit advisory-lock key for a logger."""
+    return lock_key(f"coldchain:logger:{logger_id}")
+
+
+def lock_key(name: str) -> int:
+    """A stable signed 64-bit advisory-lock key for a name."""
+    digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 class SqlReadingSource:
