@@ -106,6 +106,14 @@ def insert_readings(
     return outcome
 
 
+# The batch's readings are copied into this per-connection table, then inserted with one
+# INSERT ... SELECT: COPY is the fastest way into PostgreSQL, and ON CONFLICT needs an INSERT.
+_STAGING = (
+    "CREATE TEMPORARY TABLE IF NOT EXISTS readings_staging (idx integer, logger_id text, "
+    "name text, time_us bigint, value float8, received_us bigint) ON COMMIT DELETE ROWS"
+)
+
+
 def _insert_postgresql(
     conn: Connection,
     batch: Sequence[Reading],
@@ -113,56 +121,49 @@ def _insert_postgresql(
     indexes: list[int],
     outcome: InsertOutcome,
 ) -> None:
-    """Insert the whole batch in one statement, then classify what was already there.
+    """COPY the batch in, insert what is new in one statement, then classify the rest.
 
-    The arrays travel as five parameters, so the statement is the same whatever the batch
-    size: one round trip and one plan. Only the readings that were not inserted (rare: a
-    resent message) cost a second query, to tell a duplicate from a conflict. The caller
-    holds the per-logger locks (`lock_loggers`), so nothing can appear in between.
+    Only when some readings were already stored (rare: a resent message) does a second
+    query tell duplicates from conflicts: the rows this transaction did not write (their
+    `xmin` is another transaction's) are the ones that were there before. The caller holds
+    the per-logger locks (`lock_loggers`), so nothing else can appear in between.
     """
-    readings = [batch[i] for i in indexes]
+    # Every time, not once per connection: a rolled-back first batch takes the table with it.
+    conn.exec_driver_sql(_STAGING)
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with cursor.copy(
+        "COPY readings_staging (idx, logger_id, name, time_us, value, received_us) "
+        "FROM STDIN (FORMAT BINARY)"
+    ) as copy:
+        copy.set_types(["int4", "text", "text", "int8", "float8", "int8"])
+        for index in indexes:
+            reading = batch[index]
+            copy.write_row(
+                (index, reading.logger_id, reading.name, reading.time_us, reading.value,
+                 received_us[index])
+            )  # fmt: skip
     inserted = conn.exec_driver_sql(
         "INSERT INTO readings (logger_id, name, time_us, value, received_us) "
-        "SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::float8[], "
-        "%s::bigint[]) ON CONFLICT DO NOTHING RETURNING logger_id, name, time_us",
-        (
-            [r.logger_id for r in readings],
-            [r.name for r in readings],
-            [r.time_us for r in readings],
-            [r.value for r in readings],
-            [received_us[i] for i in indexes],
-        ),
-    ).fetchall()
-    if len(inserted) == len(indexes):
+        "SELECT logger_id, name, time_us, value, received_us FROM readings_staging "
+        "ON CONFLICT DO NOTHING"
+    ).rowcount
+    if inserted == len(indexes):
         outcome.stored.extend(indexes)
         return
-    new = set(map(tuple, inserted))
-    rest = []
-    for index in indexes:
-        reading = batch[index]
-        if (reading.logger_id, reading.name, reading.time_us) in new:
-            outcome.stored.append(index)
-        else:
-            rest.append(index)
-    stored = dict(
-        ((logger_id, name, time_us), value)
-        for logger_id, name, time_us, value in conn.exec_driver_sql(
-            "SELECT r.logger_id, r.name, r.time_us, r.value FROM readings r JOIN "
-            "unnest(%s::text[], %s::text[], %s::bigint[]) AS k(logger_id, name, time_us) "
-            "ON r.logger_id = k.logger_id AND r.name = k.name AND r.time_us = k.time_us",
-            (
-                [batch[i].logger_id for i in rest],
-                [batch[i].name for i in rest],
-                [batch[i].time_us for i in rest],
-            ),
-        )
+    before: dict[int, float] = dict(
+        conn.exec_driver_sql(
+            "SELECT s.idx, r.value FROM readings_staging s JOIN readings r "
+            "ON r.logger_id = s.logger_id AND r.name = s.name AND r.time_us = s.time_us "
+            "WHERE r.xmin <> pg_current_xact_id()::xid"
+        ).fetchall()
     )
-    for index in rest:
-        reading = batch[index]
-        value = stored.get((reading.logger_id, reading.name, reading.time_us))
+    if len(before) != len(indexes) - inserted:
+        raise ConcurrentInsertError(f"{len(indexes) - inserted - len(before)} readings unseen")
+    for index in indexes:
+        value = before.get(index)
         if value is None:
-            raise ConcurrentInsertError(f"reading {index} neither inserted nor stored")
-        if value == reading.value:
+            outcome.stored.append(index)
+        elif value == batch[index].value:
             outcome.duplicates.append(index)
         else:
             outcome.conflicts.append((index, value))
