@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, stream_with_context
 
 from coldchain.api.auth import current_principal, requires
-from coldchain.api.common import collection, ctx, page_limit
+from coldchain.api.common import collection, csv_download, ctx, page_limit
 from coldchain.api.errors import ApiError
 from coldchain.api.openapi import endpoint, parse_query
 from coldchain.api.schemas import AuditQuery
@@ -46,27 +47,30 @@ def list_audit() -> Response:
     sessions = ctx().sessions
     if q.format == "jsonl":
         return Response(
-            _jsonl(audit.stream_events(sessions, filters), q.offset, q.limit),
+            stream_with_context(
+                _jsonl(audit.stream_events(sessions, filters, offset=q.offset, limit=q.limit))
+            ),
             mimetype="application/x-ndjson",
             headers={"Content-Disposition": 'attachment; filename="audit.jsonl"'},
         )
-    rows = audit.list_events(
-        sessions=sessions, filters=filters, limit=page_limit(q.limit, q.format), offset=q.offset
-    )
+    limit = page_limit(q.limit, q.format)
     if q.format == "csv":
-        for row in rows:
-            for name in ("old_values", "new_values"):
-                row[name] = None if row[name] is None else canonical_json(row[name])
+        events = audit.stream_events(sessions, filters, offset=q.offset, limit=limit)
+        return csv_download(map(_flat, events), AUDIT_COLUMNS, "audit")
+    rows = audit.list_events(sessions=sessions, filters=filters, limit=limit, offset=q.offset)
     return collection(rows, AUDIT_COLUMNS, q.format, "audit")
 
 
-def _jsonl(events: Iterator[dict[str, object]], offset: int, limit: int | None) -> Iterator[str]:
-    for n, event in enumerate(events):
-        if n < offset:
-            continue
-        if limit is not None and n >= offset + limit:
-            return
+def _jsonl(events: Iterator[dict[str, object]]) -> Iterator[str]:
+    for event in events:
         yield json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+def _flat(event: dict[str, Any]) -> dict[str, Any]:
+    # A CSV cell holds the changed values as the canonical JSON that their hash covers.
+    for name in ("old_values", "new_values"):
+        event[name] = None if event[name] is None else canonical_json(event[name])
+    return event
 
 
 @bp.get("/audit/checkpoint")

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Response, current_app, g, jsonify
+from flask import Response, current_app, g, jsonify, stream_with_context
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from coldchain.api.errors import ApiError
 from coldchain.config import Settings
-from coldchain.reports.tables import to_csv
+from coldchain.reports.csvstream import csv_chunks
 
 
 @dataclass
@@ -47,13 +47,26 @@ def page_limit(limit: int | None, fmt: str) -> int | None:
 
 
 def collection(
-    rows: Sequence[Mapping[str, Any]], columns: Sequence[str], fmt: str, filename: str
+    rows: Iterable[Mapping[str, Any]], columns: Sequence[str], fmt: str, filename: str
 ) -> Response:
-    """Answer a collection as a JSON array or, with ?format=csv, as a CSV download."""
+    """Answer a collection as a JSON array or, with ?format=csv, as a streamed CSV download."""
     if fmt == "csv":
-        return Response(
-            to_csv(rows, columns),
-            mimetype="text/csv",
-            headers={"Content-Disposition": f'attachment; filename="{filename}.csv"'},
-        )
+        return csv_download(rows, columns, filename)
     return jsonify(list(rows))
+
+
+def csv_download(
+    rows: Iterable[Mapping[str, Any]], columns: Sequence[str], filename: str
+) -> Response:
+    """Answer rows as a CSV download, written a chunk at a time as the rows are read.
+
+    The status and headers go out before the first row is read: check what can fail (a
+    shipment the caller may not see) before calling this. A database error later cuts the
+    body short, and the server then ends the connection without the final chunk, so the
+    client sees a failed download rather than a short file.
+    """
+    return Response(
+        stream_with_context(csv_chunks(rows, columns)),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{filename}.csv"'},
+    )

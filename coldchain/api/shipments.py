@@ -71,11 +71,12 @@ def create_shipment() -> tuple[Response, int]:
 @endpoint("List the shipments the caller may see", query=ShipmentQuery, csv=True)
 def list_shipments() -> Response:
     q: ShipmentQuery = parse_query(ShipmentQuery)
-    rows = service.list_shipments(
+    read = service.stream_shipments if q.format == "csv" else service.list_shipments
+    rows = read(
         sessions=ctx().sessions,
         principal=current_principal(),
         status=q.status,
-        limit=page_limit(q.limit, q.format) or 1_000_000_000,
+        limit=page_limit(q.limit, q.format),
         offset=q.offset,
     )
     return collection(rows, SHIPMENT_COLUMNS, q.format, "shipments")
@@ -99,7 +100,8 @@ def get_shipment(shipment_id: int) -> Response:
 )
 def shipment_readings(shipment_id: int) -> Response:
     q: ReadingQuery = parse_query(ReadingQuery)
-    rows = service.shipment_readings(
+    read = service.stream_shipment_readings if q.format == "csv" else service.shipment_readings
+    rows = read(
         sessions=ctx().sessions,
         shipment_id=shipment_id,
         principal=current_principal(),
@@ -138,7 +140,8 @@ def _excursions(shipment_id: int | None) -> Response:
         status=q.status,
         shipment_id=shipment_id,
     )
-    rows = service.list_excursions(
+    read = service.stream_excursions if q.format == "csv" else service.list_excursions
+    rows = read(
         sessions=ctx().sessions,
         principal=current_principal(),
         filters=filters,

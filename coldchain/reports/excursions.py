@@ -1,9 +1,15 @@
-"""The excursion log as CSV, XLSX and PDF, from the rows of services.shipments.list_excursions."""
+"""The excursion log as CSV, XLSX and PDF, from the rows of services.shipments.list_excursions.
+
+CSV is written a chunk at a time (`excursions_csv_chunks`), so the log streams in constant
+memory whatever its size. XLSX and PDF are built whole in memory: a workbook is a zip and a
+PDF a table laid out across pages, neither written row by row, and both are meant for logs
+a person reads (thousands of rows, not millions).
+"""
 
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,8 +18,8 @@ from reportlab.lib.pagesizes import A4, landscape
 from reportlab.platypus import Flowable, Paragraph, Spacer
 from sqlalchemy.orm import Session, sessionmaker
 
+from coldchain.reports.csvstream import csv_chunks
 from coldchain.reports.pdf import NOTE, TITLE, excursion_table, frame_width, render_pdf, text
-from coldchain.reports.tables import to_csv
 from coldchain.services import shipments
 from coldchain.services.accounts import Principal
 from coldchain.services.shipments import ExcursionFilter
@@ -25,6 +31,7 @@ __all__ = [
     "SHEET",
     "excursion_rows",
     "excursions_csv",
+    "excursions_csv_chunks",
     "excursions_frame",
     "excursions_pdf",
     "excursions_xlsx",
@@ -51,9 +58,19 @@ def excursions_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     )
 
 
-def excursions_csv(rows: Sequence[Mapping[str, Any]]) -> bytes:
-    """Return the log as UTF-8 CSV with a header row."""
-    return to_csv(rows, COLUMNS).encode("utf-8")
+def excursions_csv(rows: Iterable[Mapping[str, Any]]) -> bytes:
+    """Return the log as UTF-8 CSV with a header row (the streamed writer's text, whole)."""
+    return "".join(csv_chunks(rows, COLUMNS)).encode("utf-8")
+
+
+def excursions_csv_chunks(
+    *, sessions: sessionmaker[Session], principal: Principal, filters: ExcursionFilter
+) -> Iterator[str]:
+    """Yield the log the caller may see as CSV text, read from the database in batches."""
+    return csv_chunks(
+        shipments.stream_excursions(sessions=sessions, principal=principal, filters=filters),
+        COLUMNS,
+    )
 
 
 def excursions_xlsx(rows: Sequence[Mapping[str, Any]]) -> bytes:

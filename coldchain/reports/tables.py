@@ -9,7 +9,11 @@ import pandas as pd
 
 
 def to_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
-    """Return rows as CSV with a fixed header, nested values flattened to JSON text."""
+    """Return rows as CSV with a fixed header, nested values flattened to JSON text.
+
+    Built whole in memory: for small tables. The API, the web export and the reports write
+    CSV with `coldchain.reports.csvstream`, which streams and formats cells the same way.
+    """
     frame = pd.DataFrame.from_records(list(rows), columns=list(columns))
     for column in frame.columns:
         if frame[column].map(lambda v: isinstance(v, list | dict)).any():

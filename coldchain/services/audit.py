@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from coldchain.domain.audit import Checkpoint, Verdict, event_hash, verify_chain
 from coldchain.domain.signatures import canonical_json
+from coldchain.services import streaming
 from coldchain.services.timefmt import rfc3339
 from coldchain.store.models import AuditEvent, AuditHead, utcnow
 
@@ -159,21 +160,33 @@ def list_events(
 
 
 def stream_events(
-    sessions: sessionmaker[Session], filters: AuditFilter | None = None, chunk: int = 1000
+    sessions: sessionmaker[Session],
+    filters: AuditFilter | None = None,
+    chunk: int | None = None,
+    *,
+    offset: int = 0,
+    limit: int | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Yield events in sequence order, a chunk at a time (constant memory for any size)."""
-    after = 0
+    """Yield events in sequence order, a chunk at a time (constant memory for any size).
+
+    Each chunk is a short read of its own, resumed after the last sequence number: the trail
+    is append-only and numbered in commit order, so the chunks join without gap or overlap,
+    and no export holds a transaction open while a slow client downloads it.
+    """
+    size = chunk or streaming.BATCH_ROWS
     base = _query(filters or AuditFilter())
-    while True:
+    query = base.offset(offset) if offset else base
+    left = limit
+    while left is None or left > 0:
+        wanted = size if left is None else min(size, left)
         with sessions() as session:
-            rows = [
-                event_view(e)
-                for e in session.scalars(base.where(AuditEvent.seq > after).limit(chunk))
-            ]
+            rows = [event_view(e) for e in session.scalars(query.limit(wanted))]
         yield from rows
-        if len(rows) < chunk:
+        if len(rows) < wanted:
             return
-        after = rows[-1]["seq"]
+        if left is not None:
+            left -= len(rows)
+        query = base.where(AuditEvent.seq > rows[-1]["seq"])
 
 
 def verify_database(

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Select, and_, exists, func, or_, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
@@ -15,7 +15,7 @@ from coldchain.domain.identity import parse_coi, patient_hash
 from coldchain.domain.lifecycle import FINISHED, Status
 from coldchain.domain.profiles import Profile
 from coldchain.domain.roles import Role
-from coldchain.services import audit
+from coldchain.services import audit, streaming
 from coldchain.services.accounts import Principal
 from coldchain.services.ingest import reevaluate_touched
 from coldchain.services.timefmt import now_us, rfc3339, to_us
@@ -231,16 +231,37 @@ def list_shipments(
     sessions: sessionmaker[Session],
     principal: Principal,
     status: str | None,
-    limit: int,
+    limit: int | None,
     offset: int,
 ) -> list[dict[str, Any]]:
     """Return the shipments the caller may see, newest first."""
+    query = streaming.paged(_shipments_query(principal, status), limit, offset)
+    with sessions() as session:
+        return [shipment_summary(s) for s in session.scalars(query)]
+
+
+def stream_shipments(
+    *,
+    sessions: sessionmaker[Session],
+    principal: Principal,
+    status: str | None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> Iterator[dict[str, Any]]:
+    """Yield the shipments the caller may see, newest first, read in batches (an export)."""
+    return streaming.stream_scalars(
+        sessions,
+        streaming.paged(_shipments_query(principal, status), limit, offset),
+        shipment_summary,
+    )
+
+
+def _shipments_query(principal: Principal, status: str | None) -> Select[Shipment]:
+    # selectin, not joined, loading: it runs once per batch, so it works with yield_per.
     query = visible_shipments(principal).options(selectinload(Shipment.loggers))
     if status:
         query = query.where(Shipment.status == status)
-    query = query.order_by(Shipment.id.desc()).limit(limit).offset(offset)
-    with sessions() as session:
-        return [shipment_summary(s) for s in session.scalars(query)]
+    return query.order_by(Shipment.id.desc())
 
 
 def visible(session: Session, shipment_id: int, principal: Principal) -> Shipment:
@@ -296,7 +317,16 @@ def detail(session: Session, shipment: Shipment, now: int | None = None) -> dict
     return body
 
 
-def reading_view(row: Reading) -> dict[str, Any]:
+class ReadingRow(Protocol):
+    """What a reading object is made of: a stored Reading, or a row of its columns."""
+
+    logger_id: str
+    time_us: int
+    received_us: int
+    value: float
+
+
+def reading_view(row: ReadingRow) -> dict[str, Any]:
     """Return a reading object as the contract names its fields."""
     return {
         "logger_id": row.logger_id,
@@ -320,17 +350,46 @@ def shipment_readings(
     """Return a shipment's temperature readings in its monitoring window, oldest first."""
     with sessions() as session:
         shipment = visible(session, shipment_id, principal)
-        query = select(Reading).where(_window(shipment), Reading.name == "temp")
-        if since is not None:
-            query = query.where(Reading.time_us >= to_us(since))
-        if until is not None:
-            query = query.where(Reading.time_us <= to_us(until))
-        if logger_id is not None:
-            query = query.where(Reading.logger_id == logger_id)
-        query = query.order_by(Reading.time_us, Reading.logger_id).offset(offset)
-        if limit is not None:
-            query = query.limit(limit)
-        return [reading_view(r) for r in session.scalars(query)]
+        query = _readings_query(shipment, since, until, logger_id)
+        return [reading_view(r) for r in session.execute(streaming.paged(query, limit, offset))]
+
+
+def stream_shipment_readings(
+    *,
+    sessions: sessionmaker[Session],
+    shipment_id: int,
+    principal: Principal,
+    since: datetime | None,
+    until: datetime | None,
+    logger_id: str | None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> Iterator[dict[str, Any]]:
+    """Yield a shipment's temperature readings, oldest first, read in batches (an export).
+
+    The caller's right to see the shipment is checked here, before the first row is read:
+    another site's shipment is a NotFoundError, not an empty export.
+    """
+    with sessions() as session:
+        shipment = visible(session, shipment_id, principal)
+        query = _readings_query(shipment, since, until, logger_id)
+    return streaming.stream_rows(sessions, streaming.paged(query, limit, offset), reading_view)
+
+
+def _readings_query(
+    shipment: Shipment, since: datetime | None, until: datetime | None, logger_id: str | None
+) -> Select[str, int, int, float]:
+    # The columns, not Reading objects: a million ORM objects cost more than the rows.
+    query = select(Reading.logger_id, Reading.time_us, Reading.received_us, Reading.value).where(
+        _window(shipment), Reading.name == "temp"
+    )
+    if since is not None:
+        query = query.where(Reading.time_us >= to_us(since))
+    if until is not None:
+        query = query.where(Reading.time_us <= to_us(until))
+    if logger_id is not None:
+        query = query.where(Reading.logger_id == logger_id)
+    return query.order_by(Reading.time_us, Reading.logger_id)
 
 
 @dataclass(frozen=True)
@@ -357,8 +416,45 @@ def list_excursions(
     offset: int,
 ) -> list[dict[str, Any]]:
     """Return the excursions the caller may see, oldest first."""
-    visible_ids = visible_shipments(principal).with_only_columns(Shipment.id)
-    query = select(Excursion).where(Excursion.shipment_id.in_(visible_ids))
+    query = streaming.paged(_excursions_query(principal, filters), limit, offset)
+    now = now_us()
+    with sessions() as session:
+        if filters.shipment_id is not None:
+            visible(session, filters.shipment_id, principal)
+        return [excursion_view(e, now_us=now) for e in session.scalars(query)]
+
+
+def stream_excursions(
+    *,
+    sessions: sessionmaker[Session],
+    principal: Principal,
+    filters: ExcursionFilter,
+    limit: int | None = None,
+    offset: int = 0,
+) -> Iterator[dict[str, Any]]:
+    """Yield the excursions the caller may see, oldest first, read in batches (an export).
+
+    A shipment filter is checked here, before the first row is read: another site's
+    shipment is a NotFoundError, not an empty export.
+    """
+    if filters.shipment_id is not None:
+        with sessions() as session:
+            visible(session, filters.shipment_id, principal)
+    now = now_us()
+    return streaming.stream_scalars(
+        sessions,
+        streaming.paged(_excursions_query(principal, filters), limit, offset),
+        lambda e: excursion_view(e, now_us=now),
+    )
+
+
+def _excursions_query(principal: Principal, filters: ExcursionFilter) -> Select[Excursion]:
+    query = select(Excursion)
+    visible_to = visible_shipments(principal)
+    if visible_to.whereclause is not None:
+        # Only for a caller who sees some shipments: "IN (every shipment)" filters nothing,
+        # but it makes SQLite read the whole log shipment by shipment, then sort it.
+        query = query.where(Excursion.shipment_id.in_(visible_to.with_only_columns(Shipment.id)))
     if filters.shipment_id is not None:
         query = query.where(Excursion.shipment_id == filters.shipment_id)
     if filters.kind:
@@ -393,14 +489,7 @@ def list_excursions(
         query = query.where(
             or_(Excursion.ended_us.is_(None), Excursion.ended_us >= to_us(filters.since))
         )
-    query = query.order_by(Excursion.started_us, Excursion.id).offset(offset)
-    if limit is not None:
-        query = query.limit(limit)
-    now = now_us()
-    with sessions() as session:
-        if filters.shipment_id is not None:
-            visible(session, filters.shipment_id, principal)
-        return [excursion_view(e, now_us=now) for e in session.scalars(query)]
+    return query.order_by(Excursion.started_us, Excursion.id)
 
 
 def count_open_excursions(*, sessions: sessionmaker[Session]) -> dict[str, int]:

@@ -13,6 +13,7 @@ from flask import (
     render_template,
     request,
     session,
+    stream_with_context,
     url_for,
 )
 from werkzeug.wrappers import Response as BaseResponse
@@ -370,25 +371,24 @@ def excursion_export(fmt: str) -> Response:
 
     if fmt not in EXPORTS:
         raise NotFoundError(f"no {fmt} export: csv, xlsx or pdf")
-    rows = shipments.list_excursions(
-        sessions=ctx().sessions,
-        principal=current_user(),
-        filters=excursion_filters(request.args),
-        limit=None,
-        offset=0,
-    )
+    mimetype, extension = EXPORTS[fmt]
+    headers = {"Content-Disposition": f'attachment; filename="excursions.{extension}"'}
+    filters = excursion_filters(request.args)
     if fmt == "csv":
-        body = report.excursions_csv(rows)
-    elif fmt == "xlsx":
+        # Streamed, a batch of rows at a time: the log may be any size.
+        chunks = report.excursions_csv_chunks(
+            sessions=ctx().sessions, principal=current_user(), filters=filters
+        )
+        return Response(stream_with_context(chunks), mimetype=mimetype, headers=headers)
+    # A workbook or a PDF is built whole, in memory (see coldchain.reports.excursions).
+    rows = shipments.list_excursions(
+        sessions=ctx().sessions, principal=current_user(), filters=filters, limit=None, offset=0
+    )
+    if fmt == "xlsx":
         body = report.excursions_xlsx(rows)
     else:
         body = report.excursions_pdf(rows, title="coldchain excursion log")
-    mimetype, extension = EXPORTS[fmt]
-    return Response(
-        body,
-        mimetype=mimetype,
-        headers={"Content-Disposition": f'attachment; filename="excursions.{extension}"'},
-    )
+    return Response(body, mimetype=mimetype, headers=headers)
 
 
 @bp.get("/shipments/<int:shipment_id>/report.pdf")

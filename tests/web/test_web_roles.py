@@ -94,7 +94,9 @@ def test_a_page_needs_a_signed_in_user_of_an_allowed_role(
         user = app.test_client()
         token = sign_in(user, username)
         data = {"csrf_token": token} if method == "POST" else None
-        response = user.open(fill(rule, ids), method=method, data=data)
+        # Buffered: a streamed answer (the CSV export) is read whole and closed right here,
+        # as a server would, before the next request runs.
+        response = user.open(fill(rule, ids), method=method, data=data, buffered=True)
         if role in PAGES[route]:
             assert response.status_code not in (401, 403), (role, response.status_code)
             assert response.status_code < 500, (role, response.get_data(as_text=True)[:300])
