@@ -9,7 +9,7 @@ DEB_PACKAGES := mosquitto mosquitto-clients
 # The tests also run PostgreSQL clusters of their own (as the unprivileged `postgres` user).
 TEST_DEB_PACKAGES := postgresql chromium chromium-driver
 
-.PHONY: setup system-packages test-packages demo screenshots test lint typecheck pytest pytest-postgresql bench clean
+.PHONY: setup system-packages test-packages demo screenshots test lint typecheck pytest pytest-postgresql bench bench-quick bench-layout clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv --system-site-packages $(VENV) || { \
@@ -56,8 +56,18 @@ test: lint typecheck pytest pytest-postgresql
 screenshots: setup test-packages
 	$(BIN)/python tools/screenshots.py
 
-bench: setup
-	$(BIN)/python bench/ingest.py
+# The benchmark suite (ingest, latency, queries, growth) on SQLite and PostgreSQL: about an
+# hour at the issue's sizes. Results: bench/results/*.json and summary.md.
+bench: setup test-packages
+	$(BIN)/python bench/run.py
+
+# The same suite at small sizes (a couple of minutes): a smoke run, not the figures.
+bench-quick: setup test-packages
+	$(BIN)/python bench/run.py --quick
+
+# Which storage of readings keeps a year fast on PostgreSQL (see the README).
+bench-layout: setup test-packages
+	$(BIN)/python bench/readings_layout.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,42 +1,82 @@
 """Ingest benchmark: the real worker against a bare paho subscriber on the same broker.
 
-Each case pre-loads N QoS 1 messages into a persistent session on a real Mosquitto, then
-measures how fast a consumer drains them:
-  (a) a bare paho subscriber that only acks each message (the transport's ceiling);
-  (b) the real `coldchain ingest` process, which parses, stores (SQLite file), re-evaluates
-      excursions of monitored shipments and acks after commit, until the last is committed.
-Each consumer runs --repeat times (alternating, each on a fresh broker); it prints the median
-readings/s of each, the ratio of the medians (b)/(a), every run's ratio, and the worker's peak
-memory (VmHWM).
-Run: python bench/ingest.py [--messages N] [--packs N]   (results also in bench/results/)
+Each case pre-loads N QoS 1 messages on a real Mosquitto, then measures how fast a consumer
+drains them:
+  (a) a bare paho subscriber that only reads and acks each message (the transport's ceiling):
+      its persistent session is filled while it is away, then it reconnects;
+  (b) the real `coldchain ingest` process(es), which parse, store, re-evaluate excursions of
+      monitored shipments and ack after commit, until the last message is committed: the
+      workers connect and subscribe, are frozen (SIGSTOP) while the messages are published,
+      and the clock starts when they are let go (SIGCONT), so that 1, 2 or 4 workers start
+      draining at the same instant.
+Each consumer runs --repeat times (alternating, each on a fresh broker and a fresh database);
+it prints the median readings/s of each, the ratio of the medians (b)/(a), every run's ratio,
+and the workers' peak memory (VmHWM of the largest worker process).
+Run: python bench/ingest.py [--messages N] [--packs N] [--engine sqlite|postgresql]
+     [--workers 1,2,4]   (results in bench/results/ingest.json)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import sqlite3
-import statistics
+import signal
 import sys
-import tempfile
 import threading
 import time
 import uuid
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-from tests.support.processes import ColdchainProcess, Mosquitto  # noqa: E402
+from bench.common import (  # noqa: E402
+    ColdchainProcess,
+    Counters,
+    Databases,
+    Lab,
+    Mosquitto,
+    PartResult,
+    Row,
+    cancel_shipments,
+    create_shipments,
+    judge,
+    lab,
+    machine,
+    median,
+    mosquitto,
+    peak_rss_mb,
+    process_tree,
+    register_loggers,
+    signal_tree,
+    stop_all,
+    write_json,
+)
 
 LOGGERS = [f"BENCH-{i:02d}" for i in range(10)]
 RECEIVE_MAXIMUM = 2000
+BARE_TOPIC = "coldchain/v1/loggers/+/readings"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One kind of traffic: `messages` messages of `per_message` readings each."""
+
+    name: str
+    messages: int
+    per_message: int
+
+    @property
+    def readings(self) -> int:
+        return self.messages * self.per_message
 
 
 def connect_properties() -> Properties:
@@ -46,13 +86,21 @@ def connect_properties() -> Properties:
     return properties
 
 
-def make_payloads(messages: int, per_message: int, t0: float) -> list[tuple[str, bytes]]:
+def first_time(case: Case, loggers: list[str]) -> float:
+    """A start time such that each logger's messages follow one another and all lie in the past."""
+    return time.time() - -(-case.messages // len(loggers)) * case.per_message - 120
+
+
+def make_payloads(
+    messages: int, per_message: int, t0: float, loggers: list[str] | None = None
+) -> list[tuple[str, bytes]]:
     """Nominal LN2 readings, times increasing per logger, spread over the loggers."""
+    loggers = loggers or LOGGERS
     payloads = []
     for m in range(messages):
-        logger_id = LOGGERS[m % len(LOGGERS)]
-        base = t0 + (m // len(LOGGERS)) * per_message
-        records = [
+        logger_id = loggers[m % len(loggers)]
+        base = t0 + (m // len(loggers)) * per_message
+        records: list[dict[str, Any]] = [
             {
                 "bn": f"urn:dev:logger:{logger_id}:",
                 "bt": base,
@@ -75,6 +123,7 @@ def make_payloads(messages: int, per_message: int, t0: float) -> list[tuple[str,
 
 
 def publish_all(port: int, payloads: list[tuple[str, bytes]]) -> None:
+    """Publish every message at QoS 1 and wait for all the broker's PUBACKs."""
     client = mqtt.Client(
         mqtt.CallbackAPIVersion.VERSION2,
         client_id=f"pub-{uuid.uuid4().hex[:6]}",
@@ -84,11 +133,13 @@ def publish_all(port: int, payloads: list[tuple[str, bytes]]) -> None:
     client.max_queued_messages_set(0)
     client.connect("127.0.0.1", port)
     client.loop_start()
-    infos = [client.publish(topic, payload, qos=1) for topic, payload in payloads]
-    for info in infos:
-        info.wait_for_publish(timeout=120)
-    client.disconnect()
-    client.loop_stop()
+    try:
+        infos = [client.publish(topic, payload, qos=1) for topic, payload in payloads]
+        for info in infos:
+            info.wait_for_publish(timeout=120)
+    finally:
+        client.disconnect()
+        client.loop_stop()
 
 
 def bare_subscriber(port: int, topic: str, payloads: list[tuple[str, bytes]]) -> float:
@@ -128,162 +179,385 @@ def bare_subscriber(port: int, topic: str, payloads: list[tuple[str, bytes]]) ->
     start = time.perf_counter()
     second.connect("127.0.0.1", port, clean_start=False, properties=connect_properties())
     second.loop_start()
-    if not done.wait(600):
-        raise RuntimeError(f"bare subscriber got {count[0]} of {len(payloads)}")
-    elapsed = time.perf_counter() - start
-    second.disconnect()
-    second.loop_stop()
-    return elapsed
+    try:
+        if not done.wait(600):
+            raise RuntimeError(f"bare subscriber got {count[0]} of {len(payloads)}")
+        return time.perf_counter() - start
+    finally:
+        second.disconnect()
+        second.loop_stop()
 
 
-def prepare_database(workdir: Path, monitored_from: float) -> str:
-    from datetime import UTC, datetime
-
-    from coldchain.config import load_settings
-    from coldchain.domain.identity import mod37_2_check_character
-    from coldchain.services import accounts, shipments
-    from coldchain.store.engine import make_engine, make_sessions
-    from coldchain.store.migrate import upgrade
-
-    url = f"sqlite:///{workdir / 'bench.db'}"
-    upgrade(url)
-    settings = load_settings(env={}, overrides={"database_url": url})
-    engine = make_engine(url)
-    sessions = make_sessions(engine)
-    accounts.add_site(sessions=sessions, site_id="MFG", name="m", kind="manufacturing")
-    accounts.add_site(sessions=sessions, site_id="TC", name="t", kind="treatment")
-    _user, token = accounts.add_user(
-        sessions=sessions, username="c", role="coordinator", site_id=None, password="password-bench"
+def monitor(url: str, databases: Databases, loggers: list[str], monitored_from: float) -> list[int]:
+    """Register the loggers and put each on its own monitored LN2_VAPOR shipment."""
+    assert databases.world is not None
+    register_loggers(url, loggers)
+    return create_shipments(
+        url,
+        databases.world,
+        [[logger_id] for logger_id in loggers],
+        datetime.fromtimestamp(monitored_from, UTC),
     )
-    principal = accounts.principal_for_token(sessions=sessions, token=token)
-    assert principal is not None
-    for n, logger_id in enumerate(LOGGERS):
-        accounts.add_logger(sessions=sessions, logger_id=logger_id)
-        din = f"B1234{26}{n:06d}"
-        shipments.create_shipment(
-            sessions=sessions,
-            creator=principal,
-            profiles=settings.profiles,
-            secret_key=settings.secret_key,
-            request=shipments.NewShipment(
-                coi=din + mod37_2_check_character(din),
-                profile="LN2_VAPOR",
-                origin_site="MFG",
-                destination_site="TC",
-                loggers=[logger_id],
-                patient={"id": str(n)},
-                monitoring_from=datetime.fromtimestamp(monitored_from, UTC),
-            ),
-        )
-    engine.dispose()
-    return url
 
 
-def counters(db_path: Path) -> dict[str, int]:
-    with sqlite3.connect(db_path, timeout=30) as conn:
-        return dict(conn.execute("SELECT name, value FROM ingest_counters").fetchall())
+@dataclass
+class WorkerRun:
+    """One drain by the worker(s): seconds from release to the last commit, peak memory."""
+
+    seconds: float
+    peak_mb: float
+    workers: int
+    counters: dict[str, int]
 
 
-def real_worker(
-    broker: Mosquitto,
-    workdir: Path,
-    payloads: list[tuple[str, bytes]],
-    expected: int,
-    monitored_from: float,
-    extra_env: dict[str, str],
-) -> tuple[float, int]:
-    """Drain the pre-loaded messages with `coldchain ingest`; return seconds and peak KiB."""
-    url = prepare_database(workdir, monitored_from)
+def worker_env(broker: Mosquitto, url: str, extra_env: dict[str, str]) -> dict[str, str]:
+    """The environment of a benchmark worker, with its own client id and share group."""
     tag = uuid.uuid4().hex[:6]
-    env = {
+    return {
         "COLDCHAIN_DATABASE_URL": url,
         "COLDCHAIN_MQTT_URL": broker.url,
         "COLDCHAIN_INGEST_CLIENT_ID": f"bench-{tag}",
         "COLDCHAIN_INGEST_READINGS_TOPIC": f"$share/b{tag}/coldchain/v1/loggers/+/readings",
-        "COLDCHAIN_INGEST_SIGNAL_LOSS_CHECK_S": "3600",
         "COLDCHAIN_LOG_LEVEL": "INFO",
         **extra_env,
     }
-    # First run registers the worker's persistent session and subscription, then stops.
-    worker = ColdchainProcess(["ingest"], env, workdir / "worker-1.log").start()
-    worker.wait_for_log("connected to", timeout_s=60)
-    time.sleep(0.5)
-    worker.stop()
-    publish_all(broker.port, payloads)
-    worker = ColdchainProcess(["ingest"], env, workdir / "worker-2.log").start()
-    worker.wait_for_log("connected to", timeout_s=60)
-    start = time.perf_counter()
-    db_path = workdir / "bench.db"
-    while counters(db_path).get("messages", 0) < len(payloads):
-        if worker.process is not None and worker.process.poll() is not None:
-            raise RuntimeError(worker.log()[-3000:])
-        if time.perf_counter() - start > 900:
-            raise RuntimeError(f"worker: {counters(db_path)} after 900 s")
-        time.sleep(0.02)
-    elapsed = time.perf_counter() - start
-    final = counters(db_path)
-    if final.get("readings_stored") != expected:
-        raise RuntimeError(f"expected {expected} readings stored, counters say {final}")
-    assert worker.process is not None
-    status = Path(f"/proc/{worker.process.pid}/status").read_text()
-    peak_kib = int(
-        next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))
-    )
-    worker.stop()
-    return elapsed, peak_kib
+
+
+def start_workers(
+    env: dict[str, str], workers: int, workdir: Path, use_workers_option: bool
+) -> list[ColdchainProcess]:
+    """Start `workers` ingest processes sharing one subscription, and wait until all connect.
+
+    With `coldchain ingest --workers N` one command starts them (client ids `{id}-1..N`);
+    without it, N commands with those client ids do the same.
+    """
+    tag = uuid.uuid4().hex[:6]
+    processes: list[ColdchainProcess] = []
+    try:
+        if workers > 1 and use_workers_option:
+            processes.append(
+                ColdchainProcess(
+                    ["ingest", "--workers", str(workers)], env, workdir / f"workers-{tag}.log"
+                ).start()
+            )
+        else:
+            for n in range(1, workers + 1):
+                own = dict(env)
+                if workers > 1:
+                    own["COLDCHAIN_INGEST_CLIENT_ID"] = f"{env['COLDCHAIN_INGEST_CLIENT_ID']}-{n}"
+                processes.append(
+                    ColdchainProcess(["ingest"], own, workdir / f"worker-{tag}-{n}.log").start()
+                )
+        deadline = time.monotonic() + 120
+        while sum(p.log().count("connected to") for p in processes) < workers:
+            for p in processes:
+                if p.process is not None and p.process.poll() is not None:
+                    raise RuntimeError(f"worker exited early:\n{p.log()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise TimeoutError("workers did not connect in 120 s")
+            time.sleep(0.05)
+        time.sleep(0.5)  # the subscription is sent on connect; let its SUBACK come back
+    except BaseException:
+        stop_all(processes)
+        raise
+    return processes
+
+
+def run_workers(
+    *,
+    broker: Mosquitto,
+    url: str,
+    payloads: list[tuple[str, bytes]],
+    expected_readings: int,
+    workers: int,
+    extra_env: dict[str, str],
+    workdir: Path,
+    use_workers_option: bool,
+) -> WorkerRun:
+    """Drain the messages with `coldchain ingest`; return the time from release to last commit."""
+    env = worker_env(broker, url, extra_env)
+    processes = start_workers(env, workers, workdir, use_workers_option)
+    counters = Counters(url)
+    try:
+        pids = [pid for p in processes if p.process for pid in process_tree(p.process.pid)]
+        before = counters.read().get("messages", 0)
+        signal_tree(pids, signal.SIGSTOP)
+        publish_all(broker.port, payloads)
+        start = time.perf_counter()
+        signal_tree(pids, signal.SIGCONT)
+        target = before + len(payloads)
+        while counters.read().get("messages", 0) < target:
+            for p in processes:
+                if p.process is not None and p.process.poll() is not None:
+                    raise RuntimeError(f"worker exited:\n{p.log()[-3000:]}")
+            if time.perf_counter() - start > 900:
+                raise RuntimeError(f"workers: {counters.read()} after 900 s")
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - start
+        final = counters.read()
+        peak = max(peak_rss_mb(pid) for pid in pids)
+    finally:
+        counters.close()
+        stop_all(processes)
+    return WorkerRun(elapsed, peak, workers, final)
+
+
+def check_stored(run: WorkerRun, before: dict[str, int], expected: int) -> None:
+    stored = run.counters.get("readings_stored", 0) - before.get("readings_stored", 0)
+    if stored != expected:
+        raise RuntimeError(f"expected {expected} readings stored, counters say {run.counters}")
+
+
+def measure_worker_once(
+    *,
+    databases: Databases,
+    workdir: Path,
+    case: Case,
+    workers: int,
+    extra_env: dict[str, str],
+    use_workers_option: bool,
+    url: str | None = None,
+    loggers: list[str] | None = None,
+) -> WorkerRun:
+    """One worker measurement on a fresh broker, in a fresh database unless `url` is given.
+
+    Given a database (the growth part's large one), new loggers are monitored there for this
+    run and their shipments are cancelled afterwards, so that no later run sees them.
+    """
+    loggers = loggers or LOGGERS
+    t0 = first_time(case, loggers)
+    payloads = make_payloads(case.messages, case.per_message, t0, loggers)
+    own = url is None
+    url = url or databases.fresh()
+    try:
+        shipment_ids = monitor(url, databases, loggers, t0 - 60)
+        counters = Counters(url)
+        before = counters.read()
+        counters.close()
+        with mosquitto(workdir) as broker:
+            run = run_workers(
+                broker=broker,
+                url=url,
+                payloads=payloads,
+                expected_readings=case.readings,
+                workers=workers,
+                extra_env=extra_env,
+                workdir=workdir,
+                use_workers_option=use_workers_option,
+            )
+        check_stored(run, before, case.readings)
+        if not own:
+            assert databases.world is not None
+            cancel_shipments(url, databases.world, shipment_ids)
+        return run
+    finally:
+        if own:
+            databases.drop(url)
+
+
+def measure_bare_once(workdir: Path, case: Case) -> float:
+    payloads = make_payloads(case.messages, case.per_message, first_time(case, LOGGERS))
+    with mosquitto(workdir) as broker:
+        return bare_subscriber(broker.port, BARE_TOPIC, payloads)
 
 
 def run_case(
-    name: str, messages: int, per_message: int, extra_env: dict[str, str], repeat: int
-) -> dict[str, object]:
-    """Measure both consumers `repeat` times, alternating, and compare their medians.
+    *,
+    databases: Databases,
+    workdir: Path,
+    case: Case,
+    worker_counts: list[int],
+    repeat: int,
+    extra_env: dict[str, str],
+    use_workers_option: bool,
+    log: Any = print,
+) -> dict[str, Any]:
+    """Measure the bare subscriber and each worker count `repeat` times, alternating.
 
     A single pair of runs on a 2-core machine swings by 1.5x either way (the broker, the
     consumer and the publisher share the cores), so one lucky or unlucky run decides nothing.
     """
-    # Each logger's messages follow one another in time, and all lie in the past.
-    t0 = time.time() - -(-messages // len(LOGGERS)) * per_message - 120
-    payloads = make_payloads(messages, per_message, t0)
-    readings = messages * per_message
     bare_runs: list[float] = []
-    worker_runs: list[float] = []
-    peaks: list[int] = []
-    for _ in range(repeat):
-        workdir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
-        broker = Mosquitto(workdir).start()
-        try:
-            bare_runs.append(
-                bare_subscriber(broker.port, "coldchain/v1/loggers/+/readings", payloads)
+    worker_runs: dict[int, list[WorkerRun]] = {n: [] for n in worker_counts}
+    for r in range(repeat):
+        bare_runs.append(measure_bare_once(workdir, case))
+        for n in worker_counts:
+            run = measure_worker_once(
+                databases=databases,
+                workdir=workdir,
+                case=case,
+                workers=n,
+                extra_env=extra_env,
+                use_workers_option=use_workers_option,
             )
-            worker_s, peak_kib = real_worker(
-                broker, workdir, payloads, readings, t0 - 60, extra_env
+            worker_runs[n].append(run)
+        log(
+            f"  {databases.engine} {case.name} run {r + 1}/{repeat}: bare "
+            f"{case.readings / bare_runs[-1]:,.0f} r/s; "
+            + ", ".join(
+                f"{n} worker{'s' if n > 1 else ''} "
+                f"{case.readings / worker_runs[n][-1].seconds:,.0f} r/s"
+                for n in worker_counts
             )
-            worker_runs.append(worker_s)
-            peaks.append(peak_kib)
-        finally:
-            broker.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
-    bare_s = statistics.median(bare_runs)
-    worker_s = statistics.median(worker_runs)
+        )
+    bare_s = median(bare_runs)
+    workers: dict[str, Any] = {}
+    for n, runs in worker_runs.items():
+        seconds = [run.seconds for run in runs]
+        worker_s = median(seconds)
+        workers[str(n)] = {
+            "readings_per_s": case.readings / worker_s,
+            "readings_per_s_per_run": [round(case.readings / s) for s in seconds],
+            "ratio_to_bare": bare_s / worker_s,
+            "ratio_to_bare_per_run": [
+                round(b / w, 3) for b, w in zip(bare_runs, seconds, strict=True)
+            ],
+            "peak_mb": max(run.peak_mb for run in runs),
+        }
     return {
-        "case": name,
-        "messages": messages,
-        "readings_per_message": per_message,
+        "engine": databases.engine,
+        "case": case.name,
+        "messages": case.messages,
+        "readings_per_message": case.per_message,
+        "readings": case.readings,
         "runs": repeat,
-        "bare_readings_per_s": readings / bare_s,
-        "worker_readings_per_s": readings / worker_s,
-        "ratio": bare_s / worker_s,
-        "ratio_per_run": [round(b / w, 3) for b, w in zip(bare_runs, worker_runs, strict=True)],
-        "worker_peak_mb": max(peaks) / 1024,
+        "bare_readings_per_s": case.readings / bare_s,
+        "bare_readings_per_s_per_run": [round(case.readings / s) for s in bare_runs],
+        "workers": workers,
     }
 
 
+PACK_TARGETS = {"sqlite": 150_000, "postgresql": 100_000}
+RATIO_TARGET = 0.8
+
+
+def summary_rows(results: list[dict[str, Any]]) -> list[Row]:
+    """The summary lines of the ingest cases, with their targets."""
+    rows = []
+    for r in results:
+        engine, one = r["engine"], r["workers"].get("1")
+        bare = f"bare subscriber {r['bare_readings_per_s']:,.0f} r/s"
+        if one is not None and r["readings_per_message"] == 1:
+            rows.append(
+                Row(
+                    "ingest",
+                    engine,
+                    f"1 reading/msg, {r['messages']:,} msgs: worker / bare subscriber",
+                    f"{one['ratio_to_bare']:.2f} (worker {one['readings_per_s']:,.0f} r/s;"
+                    f" runs {one['ratio_to_bare_per_run']})",
+                    bare,
+                    f">= {RATIO_TARGET}",
+                    judge(one["ratio_to_bare"], ">=", RATIO_TARGET),
+                )
+            )
+        elif one is not None:
+            target = PACK_TARGETS[engine]
+            rows.append(
+                Row(
+                    "ingest",
+                    engine,
+                    f"packs of {r['readings_per_message']:,}, {r['messages']:,} msgs: worker r/s",
+                    f"{one['readings_per_s']:,.0f} r/s (ratio {one['ratio_to_bare']:.2f};"
+                    f" runs {one['readings_per_s_per_run']})",
+                    bare,
+                    f">= {target:,} r/s",
+                    judge(one["readings_per_s"], ">=", target),
+                )
+            )
+        if one is None:
+            continue
+        for n, figures in r["workers"].items():
+            if n == "1":
+                continue
+            speedup = figures["readings_per_s"] / one["readings_per_s"]
+            rows.append(
+                Row(
+                    "ingest",
+                    engine,
+                    f"{r['case']}: {n} workers / 1 worker",
+                    f"{speedup:.2f}x ({figures['readings_per_s']:,.0f} r/s;"
+                    f" runs {figures['readings_per_s_per_run']})",
+                    f"1 worker {one['readings_per_s']:,.0f} r/s",
+                    "> 1.0x (several beat one)",
+                    judge(speedup, ">=", 1.0 + 1e-9),
+                )
+            )
+    return rows
+
+
+def run_part(
+    *,
+    lab_: Lab,
+    engines: list[str],
+    cases: list[Case],
+    repeat: int,
+    pg_worker_counts: list[int],
+    extra_env: dict[str, str] | None = None,
+    use_workers_option: bool = False,
+    log: Any = print,
+) -> PartResult:
+    """The suite's ingest part: every case on every engine, several workers on PostgreSQL."""
+    results = []
+    for engine in engines:
+        databases = lab_.databases(engine)
+        counts = pg_worker_counts if engine == "postgresql" else [1]
+        for case in cases:
+            if case.messages <= 0:
+                continue
+            results.append(
+                run_case(
+                    databases=databases,
+                    workdir=lab_.workdir,
+                    case=case,
+                    worker_counts=counts,
+                    repeat=repeat,
+                    extra_env=extra_env or {},
+                    use_workers_option=use_workers_option,
+                    log=log,
+                )
+            )
+    data = {
+        "part": "ingest",
+        "machine": machine(),
+        "versions": lab_.versions(),
+        "method": (
+            "messages pre-loaded on a fresh Mosquitto; bare paho subscriber (reads, acks) vs "
+            "coldchain ingest process(es) frozen while messages are published, timed from "
+            "release to the last commit (ingest_counters); medians of the runs; QoS 1"
+        ),
+        "workers_started_with": "--workers" if use_workers_option else "separate processes",
+        "extra_env": extra_env or {},
+        "cases": results,
+    }
+    return PartResult("ingest", data, summary_rows(results))
+
+
+def print_table(results: list[dict[str, Any]]) -> None:
+    print(
+        f"{'engine':<11}{'case':<26}{'workers':>8}{'bare r/s':>12}{'worker r/s':>12}"
+        f"{'ratio':>7}{'peak MB':>9}  per run"
+    )
+    for r in results:
+        for n, w in r["workers"].items():
+            print(
+                f"{r['engine']:<11}{r['case']:<26}{n:>8}{r['bare_readings_per_s']:>12,.0f}"
+                f"{w['readings_per_s']:>12,.0f}{w['ratio_to_bare']:>7.2f}{w['peak_mb']:>9.0f}"
+                f"  {w['ratio_to_bare_per_run']}"
+            )
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from bench.common import RESULTS
+
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--messages", type=int, default=20000, help="messages of one reading each")
     parser.add_argument("--packs", type=int, default=200, help="messages of 1,000 readings each")
     parser.add_argument(
         "--repeat", type=int, default=3, help="runs of each consumer; medians are compared"
+    )
+    parser.add_argument("--engine", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument(
+        "--workers", default="1", help="worker counts to measure, e.g. 1,2,4 (default 1)"
     )
     parser.add_argument(
         "--set",
@@ -292,22 +566,40 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="extra COLDCHAIN_* setting for the worker, e.g. INGEST_PUBLISH_ACKS=false",
     )
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder of ingest.json")
     args = parser.parse_args()
     extra = {f"COLDCHAIN_{k.upper()}": v for k, _, v in (item.partition("=") for item in args.set)}
-    cases = [("one-reading-per-message", args.messages, 1), ("packs-of-1000", args.packs, 1000)]
-    # A count of 0 skips that case.
-    results = [run_case(name, n, size, extra, args.repeat) for name, n, size in cases if n > 0]
-    print(f"{'case':<26}{'bare r/s':>12}{'worker r/s':>12}{'ratio':>8}{'peak MB':>9}  per run")
-    for r in results:
-        print(
-            f"{r['case']:<26}{r['bare_readings_per_s']:>12,.0f}{r['worker_readings_per_s']:>12,.0f}"
-            f"{r['ratio']:>8.2f}{r['worker_peak_mb']:>9.0f}  {r['ratio_per_run']}"
-        )
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "ingest.json").write_text(json.dumps(results, indent=2))
+    counts = sorted({int(n) for n in args.workers.split(",")})
+    cases = [
+        Case("one-reading-per-message", args.messages, 1),
+        Case("packs-of-1000", args.packs, 1000),
+    ]
+    with lab() as opened:
+        databases = opened.databases(args.engine)
+        results = [
+            run_case(
+                databases=databases,
+                workdir=opened.workdir,
+                case=case,
+                worker_counts=counts,
+                repeat=args.repeat,
+                extra_env=extra,
+                use_workers_option=True,
+            )
+            for case in cases
+            if case.messages > 0  # a count of 0 skips that case
+        ]
+        versions = opened.versions()
+    print_table(results)
+    write_json(
+        args.out,
+        "ingest",
+        {"part": "ingest", "machine": machine(), "versions": versions, "extra_env": extra,
+         "cases": results},
+    )  # fmt: skip
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
     main()
+
+__all__ = ["Case", "WorkerRun", "asdict", "run_part", "measure_worker_once", "make_payloads"]

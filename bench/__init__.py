@@ -1,0 +1,1 @@
+"""coldchain's benchmark suite: ingest, latency, queries and growth (run: python -m bench)."""
