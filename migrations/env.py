@@ -8,7 +8,7 @@ from alembic import context
 
 from coldchain.config import load_settings
 from coldchain.store.engine import make_engine
-from coldchain.store.models import Base
+from coldchain.store.models import Base, for_dialect
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logging", True):
@@ -35,7 +35,10 @@ def run_migrations_online() -> None:
     connection = config.attributes.get("connection")
     if connection is not None:
         context.configure(
-            connection=connection, target_metadata=target_metadata, render_as_batch=True
+            connection=connection,
+            target_metadata=target_metadata,
+            render_as_batch=True,
+            include_object=for_dialect(connection.dialect.name),
         )
         with context.begin_transaction():
             context.run_migrations()
@@ -43,7 +46,10 @@ def run_migrations_online() -> None:
     engine = make_engine(_url())
     with engine.connect() as connection:
         context.configure(
-            connection=connection, target_metadata=target_metadata, render_as_batch=True
+            connection=connection,
+            target_metadata=target_metadata,
+            render_as_batch=True,
+            include_object=for_dialect(connection.dialect.name),
         )
         with context.begin_transaction():
             context.run_migrations()
