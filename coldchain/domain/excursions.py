@@ -261,6 +261,48 @@ class Reevaluation:
         return self.from_us <= started_us and (self.until_us is None or started_us < self.until_us)
 
 
+@dataclass(frozen=True, slots=True)
+class SliceQuery:
+    """What a re-evaluation reads: the touched span moved into the window, and the window.
+
+    The store answers it with t0 (the last in-range reading before the span), t1 (the first
+    one after it) and the readings from t0 (or the window start) to t1 (or the window end):
+    see `reevaluate`, which asks a ReadingSource, and `reevaluate_slice`, which takes the
+    answer from a store that fetches the slices of many loggers at once.
+    """
+
+    span_from_us: int
+    span_until_us: int
+    window_from_us: int
+    window_until_us: int | None
+
+    def readings_from(self, t0_us: int | None) -> int:
+        """Return where the readings of the slice start, given t0."""
+        return self.window_from_us if t0_us is None else t0_us
+
+    def readings_until(self, t1_us: int | None) -> int | None:
+        """Return where the readings of the slice end (None: no end), given t1."""
+        return self.window_until_us if t1_us is None else t1_us
+
+
+def slice_query(
+    *,
+    window_from_us: int,
+    window_until_us: int | None,
+    touched_from_us: int,
+    touched_until_us: int,
+) -> SliceQuery:
+    """Return what re-evaluating readings newly stored in [touched_from, touched_until] reads."""
+    if touched_from_us > touched_until_us:
+        raise ValueError("touched span ends before it starts")
+    return SliceQuery(
+        _clamp(touched_from_us, window_from_us, window_until_us),
+        _clamp(touched_until_us, window_from_us, window_until_us),
+        window_from_us,
+        window_until_us,
+    )
+
+
 def reevaluate(
     source: ReadingSource,
     profile: Profile,
@@ -287,37 +329,55 @@ def reevaluate(
     a touched span outside the window is moved to its nearest edge, which re-judges the
     trailing silence (and closes the trailing loss at the window end once it is over).
     """
-    if touched_from_us > touched_until_us:
-        raise ValueError("touched span ends before it starts")
-    span_from = _clamp(touched_from_us, window_from_us, window_until_us)
-    span_until = _clamp(touched_until_us, window_from_us, window_until_us)
+    query = slice_query(
+        window_from_us=window_from_us,
+        window_until_us=window_until_us,
+        touched_from_us=touched_from_us,
+        touched_until_us=touched_until_us,
+    )
+    t0 = source.last_in_range_before(query.span_from_us, not_before_us=window_from_us)
+    t1 = source.first_in_range_after(query.span_until_us, not_after_us=window_until_us)
+    readings = source.readings_between(query.readings_from(t0), query.readings_until(t1))
+    return reevaluate_slice(
+        query,
+        profile,
+        t0_us=t0,
+        t1_us=t1,
+        readings=readings,
+        now_us=now_us,
+        silent_since_us=silent_since_us,
+    )
 
-    t0 = source.last_in_range_before(span_from, not_before_us=window_from_us)
-    t1 = source.first_in_range_after(span_until, not_after_us=window_until_us)
-    from_us = window_from_us if t0 is None else t0
-    if t1 is None:
-        readings = source.readings_between(from_us, window_until_us)
-        found = detect_excursions(
-            readings,
-            profile,
-            start_us=from_us,
-            until_us=window_until_us,
-            now_us=now_us,
-            silent_since_us=silent_since_us if t0 is None else None,
-        )
-    else:
-        readings = source.readings_between(from_us, t1)
-        found = detect_excursions(
-            readings,
-            profile,
-            start_us=from_us,
-            until_us=t1,
-            silent_since_us=silent_since_us if t0 is None else None,
-        )
+
+def reevaluate_slice(
+    query: SliceQuery,
+    profile: Profile,
+    *,
+    t0_us: int | None,
+    t1_us: int | None,
+    readings: Sequence[tuple[int, float]],
+    now_us: int | None,
+    silent_since_us: int | None = None,
+) -> Reevaluation:
+    """Re-detect the excursions of a slice the store has read (see `reevaluate`).
+
+    `readings` are those from `query.readings_from(t0_us)` to `query.readings_until(t1_us)`,
+    both ends included, sorted by time.
+    """
+    from_us = query.readings_from(t0_us)
+    found = detect_excursions(
+        readings,
+        profile,
+        start_us=from_us,
+        until_us=query.readings_until(t1_us),
+        # Trailing silence is judged up to now only while the slice runs to the window end.
+        now_us=now_us if t1_us is None else None,
+        silent_since_us=silent_since_us if t0_us is None else None,
+    )
     # The slice decides nothing outside [t0, t1); dropping such finds keeps the caller's
     # reconciliation to the rows it was asked about, whatever the slice's edges produce.
-    slice_ = Reevaluation(from_us=from_us, until_us=t1, found=[])
-    return Reevaluation(from_us, t1, [e for e in found if slice_.covers(e.started_us)])
+    slice_ = Reevaluation(from_us=from_us, until_us=t1_us, found=[])
+    return Reevaluation(from_us, t1_us, [e for e in found if slice_.covers(e.started_us)])
 
 
 def _clamp(t_us: int, low_us: int, high_us: int | None) -> int:

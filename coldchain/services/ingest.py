@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
 from coldchain.domain import excursions as exc
@@ -35,7 +35,9 @@ from coldchain.store.models import (
     ShipmentLogger,
 )
 from coldchain.store.readings import (
+    SliceRequest,
     SqlReadingSource,
+    fetch_slices,
     insert_readings,
     lock_loggers,
     try_lock,
@@ -298,8 +300,7 @@ def reevaluate_touched(
     """Re-evaluate excursions of every shipment whose window the new readings touched."""
     if not touched:
         return []
-    alerts: list[dict[str, Any]] = []
-    conn = session.connection()
+    jobs: list[_Job] = []
     for shipment, logger_id in _monitored_links(session, list(touched)):
         lo, hi = touched[logger_id]
         window_from = to_us(shipment.monitoring_from)
@@ -309,21 +310,8 @@ def reevaluate_touched(
         lo, hi = max(lo, window_from), hi if window_until is None else min(hi, window_until)
         if lo > hi:
             continue
-        alerts.extend(
-            _reevaluate(
-                session,
-                conn,
-                shipment,
-                logger_id,
-                profiles[shipment.profile],
-                window_from,
-                window_until,
-                lo,
-                hi,
-                now_us,
-            )
-        )
-    return alerts
+        jobs.append(_Job(shipment, logger_id, window_from, window_until, lo, hi))
+    return _reevaluate(session, jobs, profiles, now_us)
 
 
 def silent_since(shipment: Shipment) -> int:
@@ -359,24 +347,13 @@ def check_silence(
         # Lock only the silent loggers (ingest of the others goes on), then look again:
         # a batch may have brought their readings while we waited for the lock.
         lock_loggers(conn, {logger_id for _shipment, logger_id in silent})
+        jobs = []
         for shipment, logger_id in silent:
             anchor = _silent_anchor(conn, shipment, logger_id, profiles, now_us)
-            if anchor is None:
-                continue
-            alerts.extend(
-                _reevaluate(
-                    session,
-                    conn,
-                    shipment,
-                    logger_id,
-                    profiles[shipment.profile],
-                    to_us(shipment.monitoring_from),
-                    None,
-                    anchor,
-                    anchor,
-                    now_us,
-                )
-            )
+            if anchor is not None:
+                window_from = to_us(shipment.monitoring_from)
+                jobs.append(_Job(shipment, logger_id, window_from, None, anchor, anchor))
+        alerts.extend(_reevaluate(session, jobs, profiles, now_us))
     return alerts
 
 
@@ -400,43 +377,94 @@ def _silent_anchor(
     return anchor
 
 
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """One logger of one shipment to re-evaluate over a touched span of its window."""
+
+    shipment: Shipment
+    logger_id: str
+    window_from_us: int
+    window_until_us: int | None
+    touched_from_us: int
+    touched_until_us: int
+
+
 def _reevaluate(
     session: Session,
-    conn: Connection,
-    shipment: Shipment,
-    logger_id: str,
-    profile: Profile,
-    window_from: int,
-    window_until: int | None,
-    touched_from: int,
-    touched_until: int,
+    jobs: Sequence[_Job],
+    profiles: Mapping[str, Profile],
     now_us: int,
 ) -> list[dict[str, Any]]:
-    source = SqlReadingSource(conn, logger_id, profile)
-    result = exc.reevaluate(
-        source,
-        profile,
-        window_from_us=window_from,
-        window_until_us=window_until,
-        touched_from_us=touched_from,
-        touched_until_us=touched_until,
-        now_us=now_us,
-        silent_since_us=silent_since(shipment),
-    )
-    query = select(Excursion).where(
-        Excursion.shipment_id == shipment.id,
-        Excursion.logger_id == logger_id,
-        Excursion.resolution.is_(None),
-        Excursion.started_us >= result.from_us,
-    )
-    if result.until_us is not None:
-        query = query.where(Excursion.started_us < result.until_us)
-    rows = {row.id: row for row in session.scalars(query)}
+    """Re-detect the jobs' excursions and bring the stored ones in line, with their alerts.
+
+    The readings of every job are read in one go (`fetch_slices`), and the stored
+    excursions they may change in one query: the cost of a batch does not grow with a
+    round trip per logger.
+    """
+    if not jobs:
+        return []
+    conn = session.connection()
+    requests = [
+        SliceRequest(
+            job.logger_id,
+            profiles[job.shipment.profile],
+            exc.slice_query(
+                window_from_us=job.window_from_us,
+                window_until_us=job.window_until_us,
+                touched_from_us=job.touched_from_us,
+                touched_until_us=job.touched_until_us,
+            ),
+        )
+        for job in jobs
+    ]
+    results = [
+        exc.reevaluate_slice(
+            request.query,
+            request.profile,
+            t0_us=answer.t0_us,
+            t1_us=answer.t1_us,
+            readings=answer.readings,
+            now_us=now_us,
+            silent_since_us=silent_since(job.shipment),
+        )
+        for job, request, answer in zip(jobs, requests, fetch_slices(conn, requests), strict=True)
+    ]
+    stored: dict[tuple[int, str], list[Excursion]] = {}
+    for row in session.scalars(
+        select(Excursion).where(
+            tuple_(Excursion.shipment_id, Excursion.logger_id).in_(
+                [(job.shipment.id, job.logger_id) for job in jobs]
+            ),
+            Excursion.resolution.is_(None),
+            Excursion.started_us >= min(result.from_us for result in results),
+        )
+    ):
+        stored.setdefault((row.shipment_id, row.logger_id), []).append(row)
+    alerts: list[dict[str, Any]] = []
+    for job, request, result in zip(jobs, requests, results, strict=True):
+        rows = {
+            row.id: row
+            for row in stored.get((job.shipment.id, job.logger_id), [])
+            if result.covers(row.started_us)
+        }
+        alerts.extend(_reconcile(session, job, request.profile, result, rows, now_us))
+    return alerts
+
+
+def _reconcile(
+    session: Session,
+    job: _Job,
+    profile: Profile,
+    result: exc.Reevaluation,
+    rows: Mapping[int, Excursion],
+    now_us: int,
+) -> list[dict[str, Any]]:
+    shipment, logger_id = job.shipment, job.logger_id
     stored = [
         exc.StoredExcursion(
             r.id, exc.Kind(r.kind), r.started_us, r.ended_us, r.peak_c, r.duration_s
         )
-        for r in rows.values()
+        for r in sorted(rows.values(), key=lambda r: r.id)
     ]
     alerts: list[dict[str, Any]] = []
     now = from_us(now_us)
@@ -471,6 +499,7 @@ def _reevaluate(
             row.resolution = event.resolution
             row.status = "CLOSED"
             if row.kind == "SIGNAL_LOSS":
+                source = SqlReadingSource(session.connection(), logger_id, profile)
                 resumed = source.first_time_after(row.started_us)
                 row.ended_us = resumed if resumed is not None else row.started_us
                 row.duration_s = (row.ended_us - row.started_us) / 1_000_000

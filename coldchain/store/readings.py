@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection
 
+from coldchain.domain.excursions import SliceQuery
 from coldchain.domain.profiles import Profile
 from coldchain.domain.senml import Reading
 
@@ -279,3 +280,106 @@ class SqlReadingSource:
     def first_time_after(self, after_us: int) -> int | None:
         """Return the time of the earliest reading after `after_us` (in range or not)."""
         return self._scalar(" AND time_us > ?", "ASC", (after_us,))
+
+
+@dataclass(frozen=True)
+class SliceRequest:
+    """One logger's slice to read for a re-evaluation, with its profile's limits."""
+
+    logger_id: str
+    profile: Profile
+    query: SliceQuery
+
+
+@dataclass(frozen=True)
+class SliceAnswer:
+    """What the store holds for a SliceRequest: t0, t1 and the readings between them."""
+
+    t0_us: int | None
+    t1_us: int | None
+    readings: list[tuple[int, float]]
+
+
+# A year past the largest time any logger may send is still far below this.
+_NO_END = 2**62
+
+# The slices of many loggers in one round trip: a batch of a thousand loggers would
+# otherwise make three thousand, and on PostgreSQL each costs a network round trip and
+# most of the worker's time. The t0/t1 sub-queries walk the primary key backwards and
+# forwards from the span, as SqlReadingSource's queries do, once per logger (MATERIALIZED:
+# inlined, they would run again for every joined reading); the readings are then one
+# range scan of the primary key per logger (LATERAL), whatever the table's statistics say.
+_SLICES_POSTGRESQL = """
+WITH req AS (
+    SELECT * FROM unnest(%s::int4[], %s::text[], %s::int8[], %s::int8[], %s::int8[],
+                         %s::int8[], %s::float8[], %s::float8[])
+        AS r(k, logger_id, span_from, span_until, win_from, win_until, min_c, max_c)
+), bounds AS MATERIALIZED (
+    SELECT r.k, r.logger_id, r.win_from, r.win_until,
+        (SELECT x.time_us FROM readings x
+          WHERE x.logger_id = r.logger_id AND x.name = 'temp'
+            AND x.time_us < r.span_from AND x.time_us >= r.win_from
+            AND (r.max_c IS NULL OR x.value <= r.max_c)
+            AND (r.min_c IS NULL OR x.value >= r.min_c)
+          ORDER BY x.time_us DESC LIMIT 1) AS t0,
+        (SELECT x.time_us FROM readings x
+          WHERE x.logger_id = r.logger_id AND x.name = 'temp'
+            AND x.time_us > r.span_until AND (r.win_until IS NULL OR x.time_us <= r.win_until)
+            AND (r.max_c IS NULL OR x.value <= r.max_c)
+            AND (r.min_c IS NULL OR x.value >= r.min_c)
+          ORDER BY x.time_us LIMIT 1) AS t1
+    FROM req r
+)
+SELECT b.k, b.t0, b.t1, s.time_us, s.value
+FROM bounds b
+LEFT JOIN LATERAL (
+    SELECT x.time_us, x.value FROM readings x
+     WHERE x.logger_id = b.logger_id AND x.name = 'temp'
+       AND x.time_us >= COALESCE(b.t0, b.win_from)
+       AND x.time_us <= COALESCE(b.t1, b.win_until, %s)
+     ORDER BY x.time_us
+) s ON true
+ORDER BY b.k, s.time_us
+"""
+
+
+def fetch_slices(conn: Connection, requests: Sequence[SliceRequest]) -> list[SliceAnswer]:
+    """Read the slices of several loggers: in one statement on PostgreSQL.
+
+    On SQLite the queries run in-process and cost microseconds each, so each logger is read
+    through SqlReadingSource, as `excursions.reevaluate` would read it.
+    """
+    if not requests:
+        return []
+    if conn.dialect.name != "postgresql":
+        answers = []
+        for request in requests:
+            source = SqlReadingSource(conn, request.logger_id, request.profile)
+            q = request.query
+            t0 = source.last_in_range_before(q.span_from_us, not_before_us=q.window_from_us)
+            t1 = source.first_in_range_after(q.span_until_us, not_after_us=q.window_until_us)
+            readings = source.readings_between(q.readings_from(t0), q.readings_until(t1))
+            answers.append(SliceAnswer(t0, t1, readings))
+        return answers
+    rows = conn.exec_driver_sql(
+        _SLICES_POSTGRESQL,
+        (
+            list(range(len(requests))),
+            [r.logger_id for r in requests],
+            [r.query.span_from_us for r in requests],
+            [r.query.span_until_us for r in requests],
+            [r.query.window_from_us for r in requests],
+            [r.query.window_until_us for r in requests],
+            [r.profile.min_c for r in requests],
+            [r.profile.max_c for r in requests],
+            _NO_END,
+        ),
+    )
+    found: dict[int, SliceAnswer] = {}
+    for k, t0, t1, time_us, value in rows:
+        answer = found.get(k)
+        if answer is None:
+            answer = found[k] = SliceAnswer(t0, t1, [])
+        if time_us is not None:
+            answer.readings.append((time_us, value))
+    return [found[k] for k in range(len(requests))]
