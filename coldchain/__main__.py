@@ -2,4 +2,6 @@
 
 from coldchain.cli import main
 
-main()
+# Guarded: a spawned helper process (the worker's ack publisher) imports this module again.
+if __name__ == "__main__":
+    main()

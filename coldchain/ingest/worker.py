@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from coldchain.config import Settings
 from coldchain.domain.senml import PackLimits, Reason
+from coldchain.ingest.acks import AckSender
 from coldchain.ingest.mqtturl import parse_mqtt_url
 from coldchain.services import ingest as service
 from coldchain.services.timefmt import now_us
@@ -101,6 +102,12 @@ class Worker:
         self.batch_wait_s = float(settings["ingest_batch_max_ms"]) / 1000
         self.publish_acks = bool(settings["ingest_publish_acks"])
         self.client = self._make_client()
+        # A retiring worker drains a few queued messages: its acks go out inline.
+        self.ack_sender = (
+            AckSender(str(settings["mqtt_url"]), self.protocol, self.client_id)
+            if self.publish_acks and bool(settings["ingest_ack_process"]) and not retiring
+            else None
+        )
 
     def _make_client(self) -> mqtt.Client:
         address = parse_mqtt_url(str(self.settings["mqtt_url"]))
@@ -263,6 +270,8 @@ class Worker:
                     if not self._connect():
                         break
         finally:
+            if self.ack_sender is not None:
+                self.ack_sender.stop()
             if self.client.is_connected():
                 self._disconnect()
             log.info("ingest worker %s stopped", self.client_id)
@@ -349,15 +358,22 @@ class Worker:
         for delivery in batch:
             self.client.ack(delivery.mid, delivery.qos)
         if self.publish_acks:
-            for result in outcome.messages:
-                if result.accepted and result.logger_id and result.first_us is not None:
+            acks = [
+                (
+                    f"coldchain/v1/loggers/{result.logger_id}/ack",
                     # repr of a float is its shortest exact form, as json.dumps would write it.
-                    body = (
-                        f'{{"first": {result.first_us / 1e6!r}, '
-                        f'"last": {(result.last_us or result.first_us) / 1e6!r}, '
-                        f'"count": {result.accepted}}}'
-                    )
-                    self.client.publish(f"coldchain/v1/loggers/{result.logger_id}/ack", body, qos=1)
+                    f'{{"first": {result.first_us / 1e6!r}, '
+                    f'"last": {(result.last_us or result.first_us) / 1e6!r}, '
+                    f'"count": {result.accepted}}}',
+                )
+                for result in outcome.messages
+                if result.accepted and result.logger_id and result.first_us is not None
+            ]
+            if self.ack_sender is not None:
+                self.ack_sender.send(acks)
+            else:
+                for topic, body in acks:
+                    self.client.publish(topic, body, qos=1)
         for alert in outcome.alerts:
             self.client.publish(ALERTS_TOPIC, service.alert_payload(alert), qos=1)
         log.debug("batch of %d committed: %s", len(batch), outcome.counts)
