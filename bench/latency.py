@@ -187,6 +187,7 @@ def publish_steadily(
     next_probe = start + warmup_s
     last_probe = start + duration_s - 1.0  # leave time for the last probes to show
     sent_probes = 0
+    probed_last: set[str] = set()
     try:
         for i in range(total):
             due = start + i / rate
@@ -197,7 +198,10 @@ def publish_steadily(
             late.append(now - due)
             logger_id = loggers[i % len(loggers)]
             t_ms = time.time_ns() // 1_000_000
-            probe = next_probe <= now <= last_probe
+            # Never two probes in a row from one logger: they would make one excursion, and
+            # the second probe would wait forever for an excursion of its own.
+            probe = next_probe <= now <= last_probe and logger_id not in probed_last
+            (probed_last.add if probe else probed_last.discard)(logger_id)
             payload = json.dumps(
                 [
                     {

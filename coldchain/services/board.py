@@ -14,6 +14,7 @@ from coldchain.services.accounts import Principal
 from coldchain.services.shipments import visible, visible_shipments
 from coldchain.services.timefmt import now_us, rfc3339, to_us
 from coldchain.store.models import Excursion, Logger, Reading, Shipment, ShipmentLogger
+from coldchain.store.readings import chart_buckets
 
 
 def board(*, sessions: sessionmaker[Session], principal: Principal) -> list[dict[str, Any]]:
@@ -86,20 +87,25 @@ def chart(
         shipment = visible(session, shipment_id, principal)
         start = to_us(shipment.monitoring_from)
         end = to_us(shipment.monitoring_until) if shipment.monitoring_until else now_us()
-        loggers = select(ShipmentLogger.logger_id).where(ShipmentLogger.shipment_id == shipment.id)
-        bucket_us = max(1, (end - start) // max_points)
-        bucket = (Reading.time_us - start) // bucket_us
-        rows = session.execute(
-            select(func.min(Reading.time_us), func.min(Reading.value), func.max(Reading.value))
-            .where(
-                Reading.logger_id.in_(loggers),
-                Reading.name == "temp",
-                Reading.time_us >= start,
-                Reading.time_us <= end,
-            )
-            .group_by(bucket)
-            .order_by(func.min(Reading.time_us))
+        loggers = session.scalars(
+            select(ShipmentLogger.logger_id).where(ShipmentLogger.shipment_id == shipment.id)
         ).all()
+        bucket_us = max(1, (end - start) // max_points)
+        # Per logger, then merged: one point per bucket across the shipment's loggers.
+        merged: dict[int, list[Any]] = {}
+        conn = session.connection()
+        for logger_id in loggers:
+            for i, first_us, low, high in chart_buckets(conn, logger_id, start, end, bucket_us):
+                point = merged.get(i)
+                if point is None:
+                    merged[i] = [first_us, low, high]
+                else:
+                    point[0], point[1], point[2] = (
+                        min(point[0], first_us),
+                        min(point[1], low),
+                        max(point[2], high),
+                    )
+        rows = [merged[i] for i in sorted(merged)]
         excursions = session.scalars(
             select(Excursion).where(Excursion.shipment_id == shipment.id).order_by(Excursion.id)
         ).all()
