@@ -31,7 +31,7 @@ from coldchain.services import accounts, custody, shipments
 from coldchain.services.accounts import Principal
 from coldchain.store.engine import make_engine, make_sessions
 from coldchain.store.migrate import upgrade
-from tests.support.postgres import Postgres, _program
+from tests.support.postgres import Postgres
 from tests.support.processes import ColdchainProcess, Mosquitto
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,28 +65,6 @@ class BenchPostgres(Postgres):
         "max_connections": "200",
         "max_wal_size": "4GB",
     }
-
-    def start(self) -> BenchPostgres:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.sockets.mkdir(exist_ok=True)
-        if self.as_user:
-            import pwd
-
-            owner = pwd.getpwnam("postgres")
-            for path in (self.workdir, self.sockets):
-                os.chown(path, owner.pw_uid, owner.pw_gid)
-        self._run(
-            _program("initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust",
-            "-E", "UTF8", "--no-sync", "--no-instructions",
-        )  # fmt: skip
-        options = f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1 " + " ".join(
-            f"-c {key}={value}" for key, value in self.SETTINGS.items()
-        )
-        self._run(
-            _program("pg_ctl"), "-D", str(self.data), "-o", options,
-            "-l", str(self.workdir / "server.log"), "-w", "start",
-        )  # fmt: skip
-        return self
 
     def version(self) -> str:
         engine = create_engine(self.admin_url)

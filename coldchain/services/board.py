@@ -91,21 +91,12 @@ def chart(
             select(ShipmentLogger.logger_id).where(ShipmentLogger.shipment_id == shipment.id)
         ).all()
         bucket_us = max(1, (end - start) // max_points)
-        # Per logger, then merged: one point per bucket across the shipment's loggers.
-        merged: dict[int, list[Any]] = {}
-        conn = session.connection()
-        for logger_id in loggers:
-            for i, first_us, low, high in chart_buckets(conn, logger_id, start, end, bucket_us):
-                point = merged.get(i)
-                if point is None:
-                    merged[i] = [first_us, low, high]
-                else:
-                    point[0], point[1], point[2] = (
-                        min(point[0], first_us),
-                        min(point[1], low),
-                        max(point[2], high),
-                    )
-        rows = [merged[i] for i in sorted(merged)]
+        rows = [
+            (first_us, low, high)
+            for _i, first_us, low, high in chart_buckets(
+                session.connection(), loggers, start, end, bucket_us
+            )
+        ]
         excursions = session.scalars(
             select(Excursion).where(Excursion.shipment_id == shipment.id).order_by(Excursion.id)
         ).all()

@@ -44,27 +44,30 @@ def by_hand(
     return [(i, *buckets[i]) for i in sorted(buckets)]
 
 
-@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("seed", range(6))
 def test_buckets_equal_min_and_max_counted_by_hand(
     sessions: sessionmaker[Session], seed: int
 ) -> None:
     rng = random.Random(seed)
-    readings = sorted(
-        {
-            T0 + rng.randint(-500, 20_000) * S: round(rng.uniform(-196, -120), 2)
-            for _ in range(800)
-        }.items()
-    )
-    store(sessions, [("L-1", "temp", t, v) for t, v in readings])
-    # Another logger and another measurement at the same times are never drawn.
-    store(sessions, [("L-2", "temp", t, 99.0) for t, _ in readings[::5]])
-    store(sessions, [("L-1", "batt", t, 50.0) for t, _ in readings[::7]])
+
+    def series(n: int) -> list[tuple[int, float]]:
+        times = {T0 + rng.randint(-500, 20_000) * S for _ in range(n)}
+        return sorted((t, round(rng.uniform(-196, -120), 2)) for t in times)
+
+    first, second, other = series(800), series(300), series(100)
+    store(sessions, [("L-1", "temp", t, v) for t, v in first])
+    store(sessions, [("L-2", "temp", t, v) for t, v in second])
+    # Another logger and another measurement are never drawn.
+    store(sessions, [("L-3", "temp", t, 99.0) for t, _ in other])
+    store(sessions, [("L-1", "batt", t, 50.0) for t, _ in first[::7]])
     start = T0 + rng.randint(0, 2000) * S
     end = start + rng.randint(1000, 18_000) * S
     bucket = rng.choice([1, 7, 60, 333, 5000]) * S
     with sessions() as session:
-        got = chart_buckets(session.connection(), "L-1", start, end, bucket)
-    assert got == by_hand(readings, start, end, bucket)
+        one = chart_buckets(session.connection(), ["L-1"], start, end, bucket)
+        both = chart_buckets(session.connection(), ["L-1", "L-2"], start, end, bucket)
+    assert one == by_hand(first, start, end, bucket)
+    assert both == by_hand(first + second, start, end, bucket)
 
 
 def test_a_shipments_chart_keeps_a_spike_merges_its_loggers_and_stays_in_its_window(

@@ -31,6 +31,14 @@ def _program(name: str) -> str:
 class Postgres:
     """initdb + pg_ctl in a work folder; root runs them as the `postgres` system user."""
 
+    # Tests want speed, not durability: a crashed test cluster is thrown away anyway.
+    SETTINGS = {
+        "fsync": "off",
+        "synchronous_commit": "off",
+        "full_page_writes": "off",
+        "max_connections": "200",
+    }
+
     def __init__(self, workdir: Path):
         self.workdir = workdir
         self.data = workdir / "data"
@@ -62,10 +70,8 @@ class Postgres:
             _program("initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust",
             "-E", "UTF8", "--no-sync", "--no-instructions",
         )  # fmt: skip
-        options = (
-            f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1 "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-            "-c max_connections=200"
+        options = f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1 " + " ".join(
+            f"-c {key}={value}" for key, value in self.SETTINGS.items()
         )
         self._run(
             _program("pg_ctl"), "-D", str(self.data), "-o", options,
