@@ -32,7 +32,7 @@ from coldchain.services.accounts import Principal
 from coldchain.store.engine import make_engine, make_sessions
 from coldchain.store.migrate import upgrade
 from tests.support.postgres import Postgres
-from tests.support.processes import ColdchainProcess, Mosquitto
+from tests.support.processes import ColdchainProcess, Mosquitto, process_tree
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -42,6 +42,7 @@ ENGINES = ("sqlite", "postgresql")
 __all__ = [
     "ColdchainProcess",
     "Mosquitto",
+    "process_tree",
     "ROOT",
     "RESULTS",
 ]
@@ -330,19 +331,6 @@ class Counters:
 
 # --------------------------------------------------------------------------------------------
 # Processes
-
-
-def process_tree(pid: int) -> list[int]:
-    """The process and all its descendants (a `--workers N` parent and its children)."""
-    found = [pid]
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            children = (task / "children").read_text().split()
-        except OSError:
-            continue
-        for child in children:
-            found.extend(process_tree(int(child)))
-    return found
 
 
 def signal_tree(pids: Sequence[int], signum: signal.Signals) -> None:

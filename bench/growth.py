@@ -40,7 +40,6 @@ def measure_stage(
                     case=case,
                     workers=1,
                     extra_env={},
-                    use_workers_option=False,
                     url=dataset.url if which == "loaded" else None,
                     loggers=loggers,
                 )

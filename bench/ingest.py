@@ -122,17 +122,23 @@ def make_payloads(
     return payloads
 
 
-def publish_all(port: int, payloads: list[tuple[str, bytes]]) -> None:
-    """Publish every message at QoS 1 and wait for all the broker's PUBACKs."""
+def publisher(port: int, prefix: str) -> mqtt.Client:
+    """A connected MQTT 5 publisher with a wide in-flight window, its network loop started."""
     client = mqtt.Client(
         mqtt.CallbackAPIVersion.VERSION2,
-        client_id=f"pub-{uuid.uuid4().hex[:6]}",
+        client_id=f"{prefix}-{uuid.uuid4().hex[:6]}",
         protocol=mqtt.MQTTv5,
     )
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
     client.connect("127.0.0.1", port)
     client.loop_start()
+    return client
+
+
+def publish_all(port: int, payloads: list[tuple[str, bytes]]) -> None:
+    """Publish every message at QoS 1 and wait for all the broker's PUBACKs."""
+    client = publisher(port, "pub")
     try:
         infos = [client.publish(topic, payload, qos=1) for topic, payload in payloads]
         for info in infos:
@@ -223,31 +229,16 @@ def worker_env(broker: Mosquitto, url: str, extra_env: dict[str, str]) -> dict[s
     }
 
 
-def start_workers(
-    env: dict[str, str], workers: int, workdir: Path, use_workers_option: bool
-) -> list[ColdchainProcess]:
+def start_workers(env: dict[str, str], workers: int, workdir: Path) -> list[ColdchainProcess]:
     """Start `workers` ingest processes sharing one subscription, and wait until all connect.
 
-    With `coldchain ingest --workers N` one command starts them (client ids `{id}-1..N`);
-    without it, N commands with those client ids do the same.
+    Several are started by one `coldchain ingest --workers N` (client ids `{id}-1..N`).
     """
     tag = uuid.uuid4().hex[:6]
     processes: list[ColdchainProcess] = []
     try:
-        if workers > 1 and use_workers_option:
-            processes.append(
-                ColdchainProcess(
-                    ["ingest", "--workers", str(workers)], env, workdir / f"workers-{tag}.log"
-                ).start()
-            )
-        else:
-            for n in range(1, workers + 1):
-                own = dict(env)
-                if workers > 1:
-                    own["COLDCHAIN_INGEST_CLIENT_ID"] = f"{env['COLDCHAIN_INGEST_CLIENT_ID']}-{n}"
-                processes.append(
-                    ColdchainProcess(["ingest"], own, workdir / f"worker-{tag}-{n}.log").start()
-                )
+        args = ["ingest", "--workers", str(workers)] if workers > 1 else ["ingest"]
+        processes.append(ColdchainProcess(args, env, workdir / f"workers-{tag}.log").start())
         deadline = time.monotonic() + 120
         while sum(p.log().count("connected to") for p in processes) < workers:
             for p in processes:
@@ -272,11 +263,10 @@ def run_workers(
     workers: int,
     extra_env: dict[str, str],
     workdir: Path,
-    use_workers_option: bool,
 ) -> WorkerRun:
     """Drain the messages with `coldchain ingest`; return the time from release to last commit."""
     env = worker_env(broker, url, extra_env)
-    processes = start_workers(env, workers, workdir, use_workers_option)
+    processes = start_workers(env, workers, workdir)
     counters = Counters(url)
     try:
         pids = [pid for p in processes if p.process for pid in process_tree(p.process.pid)]
@@ -315,7 +305,6 @@ def measure_worker_once(
     case: Case,
     workers: int,
     extra_env: dict[str, str],
-    use_workers_option: bool,
     url: str | None = None,
     loggers: list[str] | None = None,
 ) -> WorkerRun:
@@ -343,7 +332,6 @@ def measure_worker_once(
                 workers=workers,
                 extra_env=extra_env,
                 workdir=workdir,
-                use_workers_option=use_workers_option,
             )
         check_stored(run, before, case.readings)
         if not own:
@@ -369,7 +357,6 @@ def run_case(
     worker_counts: list[int],
     repeat: int,
     extra_env: dict[str, str],
-    use_workers_option: bool,
     log: Any = print,
 ) -> dict[str, Any]:
     """Measure the bare subscriber and each worker count `repeat` times, alternating.
@@ -388,7 +375,6 @@ def run_case(
                 case=case,
                 workers=n,
                 extra_env=extra_env,
-                use_workers_option=use_workers_option,
             )
             worker_runs[n].append(run)
         log(
@@ -493,7 +479,6 @@ def run_part(
     repeat: int,
     pg_worker_counts: list[int],
     extra_env: dict[str, str] | None = None,
-    use_workers_option: bool = False,
     log: Any = print,
 ) -> PartResult:
     """The suite's ingest part: every case on every engine, several workers on PostgreSQL."""
@@ -512,7 +497,6 @@ def run_part(
                     worker_counts=counts,
                     repeat=repeat,
                     extra_env=extra_env or {},
-                    use_workers_option=use_workers_option,
                     log=log,
                 )
             )
@@ -525,7 +509,7 @@ def run_part(
             "coldchain ingest process(es) frozen while messages are published, timed from "
             "release to the last commit (ingest_counters); medians of the runs; QoS 1"
         ),
-        "workers_started_with": "--workers" if use_workers_option else "separate processes",
+        "workers_started_with": "coldchain ingest --workers N",
         "extra_env": extra_env or {},
         "cases": results,
     }
@@ -584,7 +568,6 @@ def main() -> None:
                 worker_counts=counts,
                 repeat=args.repeat,
                 extra_env=extra,
-                use_workers_option=True,
             )
             for case in cases
             if case.messages > 0  # a count of 0 skips that case

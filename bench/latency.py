@@ -51,7 +51,7 @@ from bench.common import (  # noqa: E402
     register_loggers,
     stop_all,
 )
-from bench.ingest import start_workers, worker_env  # noqa: E402
+from bench.ingest import publisher, start_workers, worker_env  # noqa: E402
 from coldchain.demo import free_port  # noqa: E402
 from tests.support.processes import wait_for_port  # noqa: E402
 
@@ -171,15 +171,7 @@ def publish_steadily(
     probes: Probes,
 ) -> Publishing:
     """Publish one reading per message at `rate` messages/s, round-robin over the loggers."""
-    client = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2,
-        client_id=f"fleet-{uuid.uuid4().hex[:6]}",
-        protocol=mqtt.MQTTv5,
-    )
-    client.max_inflight_messages_set(1000)
-    client.max_queued_messages_set(0)
-    client.connect("127.0.0.1", port)
-    client.loop_start()
+    client = publisher(port, "fleet")
     chance = random.Random(20240601)
     total = int(rate * duration_s)
     late: list[float] = []
@@ -285,7 +277,7 @@ def run_engine(
     processes: list[ColdchainProcess] = []
     try:
         with mosquitto(lab_.workdir) as broker:
-            processes += start_workers(worker_env(broker, url, {}), 1, lab_.workdir, False)
+            processes += start_workers(worker_env(broker, url, {}), 1, lab_.workdir)
             port = free_port()
             serve = ColdchainProcess(
                 ["serve", "--port", str(port)],

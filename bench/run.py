@@ -257,7 +257,6 @@ def main(argv: list[str] | None = None) -> int:
                     ],
                     repeat=args.repeat,
                     pg_worker_counts=counts,
-                    use_workers_option=True,
                     log=log,
                 )
             except Exception as exc:  # noqa: BLE001 - report it, go on with the next part

@@ -285,6 +285,24 @@ class SliceQuery:
         return self.window_until_us if t1_us is None else t1_us
 
 
+@dataclass(frozen=True, slots=True)
+class Slice:
+    """What the store holds for a SliceQuery: t0, t1 and the readings from t0 to t1."""
+
+    t0_us: int | None
+    t1_us: int | None
+    readings: list[tuple[int, float]]
+
+
+def read_slice(source: ReadingSource, query: SliceQuery) -> Slice:
+    """Read a slice from a source: the last in-range reading before the span, the first
+    after it, and every reading between them (or the window's edges)."""
+    t0 = source.last_in_range_before(query.span_from_us, not_before_us=query.window_from_us)
+    t1 = source.first_in_range_after(query.span_until_us, not_after_us=query.window_until_us)
+    readings = source.readings_between(query.readings_from(t0), query.readings_until(t1))
+    return Slice(t0, t1, readings)
+
+
 def slice_query(
     *,
     window_from_us: int,
@@ -335,15 +353,10 @@ def reevaluate(
         touched_from_us=touched_from_us,
         touched_until_us=touched_until_us,
     )
-    t0 = source.last_in_range_before(query.span_from_us, not_before_us=window_from_us)
-    t1 = source.first_in_range_after(query.span_until_us, not_after_us=window_until_us)
-    readings = source.readings_between(query.readings_from(t0), query.readings_until(t1))
     return reevaluate_slice(
         query,
         profile,
-        t0_us=t0,
-        t1_us=t1,
-        readings=readings,
+        read_slice(source, query),
         now_us=now_us,
         silent_since_us=silent_since_us,
     )
@@ -352,21 +365,16 @@ def reevaluate(
 def reevaluate_slice(
     query: SliceQuery,
     profile: Profile,
+    read: Slice,
     *,
-    t0_us: int | None,
-    t1_us: int | None,
-    readings: Sequence[tuple[int, float]],
     now_us: int | None,
     silent_since_us: int | None = None,
 ) -> Reevaluation:
-    """Re-detect the excursions of a slice the store has read (see `reevaluate`).
-
-    `readings` are those from `query.readings_from(t0_us)` to `query.readings_until(t1_us)`,
-    both ends included, sorted by time.
-    """
+    """Re-detect the excursions of a slice the store has read (see `reevaluate`)."""
+    t0_us, t1_us = read.t0_us, read.t1_us
     from_us = query.readings_from(t0_us)
     found = detect_excursions(
-        readings,
+        read.readings,
         profile,
         start_us=from_us,
         until_us=query.readings_until(t1_us),

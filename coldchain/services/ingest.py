@@ -421,9 +421,7 @@ def _reevaluate(
         exc.reevaluate_slice(
             request.query,
             request.profile,
-            t0_us=answer.t0_us,
-            t1_us=answer.t1_us,
-            readings=answer.readings,
+            answer,
             now_us=now_us,
             silent_since_us=silent_since(job.shipment),
         )

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection
 
-from coldchain.domain.excursions import SliceQuery
+from coldchain.domain.excursions import Slice, SliceQuery, read_slice
 from coldchain.domain.profiles import Profile
 from coldchain.domain.senml import Reading
 
@@ -291,15 +291,6 @@ class SliceRequest:
     query: SliceQuery
 
 
-@dataclass(frozen=True)
-class SliceAnswer:
-    """What the store holds for a SliceRequest: t0, t1 and the readings between them."""
-
-    t0_us: int | None
-    t1_us: int | None
-    readings: list[tuple[int, float]]
-
-
 # A year past the largest time any logger may send is still far below this.
 _NO_END = 2**62
 
@@ -343,24 +334,18 @@ ORDER BY b.k, s.time_us
 """
 
 
-def fetch_slices(conn: Connection, requests: Sequence[SliceRequest]) -> list[SliceAnswer]:
+def fetch_slices(conn: Connection, requests: Sequence[SliceRequest]) -> list[Slice]:
     """Read the slices of several loggers: in one statement on PostgreSQL.
 
     On SQLite the queries run in-process and cost microseconds each, so each logger is read
-    through SqlReadingSource, as `excursions.reevaluate` would read it.
+    through SqlReadingSource, as `excursions.reevaluate` reads it.
     """
     if not requests:
         return []
     if conn.dialect.name != "postgresql":
-        answers = []
-        for request in requests:
-            source = SqlReadingSource(conn, request.logger_id, request.profile)
-            q = request.query
-            t0 = source.last_in_range_before(q.span_from_us, not_before_us=q.window_from_us)
-            t1 = source.first_in_range_after(q.span_until_us, not_after_us=q.window_until_us)
-            readings = source.readings_between(q.readings_from(t0), q.readings_until(t1))
-            answers.append(SliceAnswer(t0, t1, readings))
-        return answers
+        return [
+            read_slice(SqlReadingSource(conn, r.logger_id, r.profile), r.query) for r in requests
+        ]
     rows = conn.exec_driver_sql(
         _SLICES_POSTGRESQL,
         (
@@ -375,11 +360,11 @@ def fetch_slices(conn: Connection, requests: Sequence[SliceRequest]) -> list[Sli
             _NO_END,
         ),
     )
-    found: dict[int, SliceAnswer] = {}
+    found: dict[int, Slice] = {}
     for k, t0, t1, time_us, value in rows:
         answer = found.get(k)
         if answer is None:
-            answer = found[k] = SliceAnswer(t0, t1, [])
+            answer = found[k] = Slice(t0, t1, [])
         if time_us is not None:
             answer.readings.append((time_us, value))
     return [found[k] for k in range(len(requests))]

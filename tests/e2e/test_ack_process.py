@@ -14,29 +14,16 @@ from tests.conftest import World
 from tests.e2e.test_pipeline import eventually
 from tests.e2e.test_worker_lifecycle import pack, stored
 from tests.support.mqtt import Collector, publish_paho, readings_topic
-from tests.support.processes import ColdchainProcess, Mosquitto
+from tests.support.processes import ColdchainProcess, Mosquitto, process_tree
 
 pytestmark = pytest.mark.e2e
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below `pid`."""
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            children = (task / "children").read_text().split()
-        except OSError:
-            continue
-        for child in map(int, children):
-            found += [child, *descendants(child)]
-    return found
 
 
 def ack_processes(worker: ColdchainProcess) -> list[int]:
     """The worker's ack publishers (spawned by multiprocessing; not its resource tracker)."""
     assert worker.process is not None
     pids = []
-    for pid in descendants(worker.process.pid):
+    for pid in process_tree(worker.process.pid)[1:]:
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:

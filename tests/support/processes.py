@@ -123,3 +123,16 @@ class ColdchainProcess:
                 raise RuntimeError(f"process exited early:\n{self.log()}")
             time.sleep(0.05)
         raise TimeoutError(f"{text!r} not in the log after {timeout_s}s:\n{self.log()}")
+
+
+def process_tree(pid: int) -> list[int]:
+    """The process and all its descendants (a `--workers N` parent and its children)."""
+    found = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            found.extend(process_tree(int(child)))
+    return found
