@@ -26,19 +26,25 @@ def wait_for_port(port: int, timeout_s: float = 10.0) -> None:
 
 
 class Mosquitto:
-    """A real Mosquitto broker on a free port, configured as coldchain needs."""
+    """A real Mosquitto broker on a free port, with the shipped config/mosquitto.conf.
+
+    The shipped settings (persistence on, autosave, unlimited in-flight window and queues)
+    are layered, as `coldchain demo` does, with a listener and a `persistence_location` in
+    the work folder: a broker restarted on the same port and folder gets back the sessions
+    and queued messages it had saved.
+    """
 
     def __init__(self, workdir: Path):
         self.port = free_port()
         self.workdir = workdir
         self.conf = workdir / "mosquitto.conf"
+        shipped = (ROOT / "config" / "mosquitto.conf").read_text()
         self.conf.write_text(
+            f"{shipped}\n# --- added by the tests ---\n"
             f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
-            # Defaults drop messages: the in-flight window is 20 and the queue 1000.
-            "max_inflight_messages 0\n"
-            "max_queued_messages 0\n"
-            "persistence false\n"
+            f"persistence_location {workdir}/\n"
+            # Run as root, Mosquitto switches to its own user, which cannot write the folder.
             f"user {getpass.getuser()}\n"
             f"log_dest file {workdir / 'mosquitto.log'}\n"
         )
@@ -47,6 +53,10 @@ class Mosquitto:
     @property
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
+
+    @property
+    def persistence_file(self) -> Path:
+        return self.workdir / "mosquitto.db"
 
     def start(self) -> Mosquitto:
         self.process = subprocess.Popen(
@@ -58,10 +68,26 @@ class Mosquitto:
         return self
 
     def stop(self) -> None:
+        """Stop gracefully (SIGTERM): Mosquitto saves its persistence file as it exits."""
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=10)
         self.process = None
+
+    def kill(self) -> None:
+        """Kill with SIGKILL: what changed since the last autosave is lost."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.process = None
+
+    def restart(self, *, graceful: bool = True) -> Mosquitto:
+        """Stop (SIGTERM) or kill (SIGKILL) the broker and start it again on the same port."""
+        if graceful:
+            self.stop()
+        else:
+            self.kill()
+        return self.start()
 
 
 class ColdchainProcess:
