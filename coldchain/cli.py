@@ -224,6 +224,109 @@ def loggers_add(context: Context, logger_id: str, model: str | None, firmware: s
     click.echo(f"logger {logger_id} added")
 
 
+def _broker_files(context: Context) -> Any:
+    from coldchain.services.broker_accounts import files_from_settings
+
+    return files_from_settings(context.settings.values)
+
+
+def _echo_issued(issued: Any, files: Any) -> None:
+    """Say what changed, then the new password alone on the last line (shown only once)."""
+    verb = "rotated" if issued.rotated else "created"
+    click.echo(f"broker account {issued.username} {verb} in {files.password_file}")
+    _echo_reload(issued.reloaded, files)
+    click.echo(issued.password)
+
+
+def _echo_revoked(username: str, files: Any, reloaded: bool) -> None:
+    click.echo(f"broker account {username} revoked from {files.password_file}")
+    _echo_reload(reloaded, files)
+
+
+def _echo_reload(reloaded: bool, files: Any) -> None:
+    if reloaded:
+        click.echo(f"broker sent SIGHUP (pid file {files.pid_file}): it re-reads its files")
+    else:
+        click.echo("reload the broker (SIGHUP) for the change to take effect")
+
+
+@loggers.command("provision")
+@click.argument("logger_id")
+@click.option("--model", default=None, help="Model, if the logger is registered now.")
+@click.option("--firmware", default=None, help="Firmware, if the logger is registered now.")
+@click.option("--revoke", is_flag=True, help="Remove the logger's broker account instead.")
+@pass_ctx
+def loggers_provision(
+    context: Context, logger_id: str, model: str | None, firmware: str | None, revoke: bool
+) -> None:
+    """Give a logger its broker account; the new password is printed alone on the last line.
+
+    Registers the logger first if it is not yet known (as `loggers add`). Provisioning an
+    account that exists rotates its password. Both changes are audited; the files are the
+    [broker] settings' password_file and acl_file.
+    """
+    from coldchain.services import broker_accounts
+
+    files = _broker_files(context)
+    try:
+        if revoke:
+            reloaded = broker_accounts.revoke_account(
+                sessions=context.sessions(), files=files, username=logger_id
+            )
+            _echo_revoked(logger_id, files, reloaded)
+            return
+        issued = broker_accounts.provision_logger(
+            sessions=context.sessions(),
+            files=files,
+            logger_id=logger_id,
+            model=model,
+            firmware=firmware,
+        )
+    except DomainError as exc:
+        raise _fail(exc) from exc
+    except broker_accounts.BrokerFileError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if issued.logger_registered:
+        click.echo(f"logger {logger_id} added")
+    _echo_issued(issued, files)
+
+
+@main.group()
+def broker() -> None:
+    """Accounts on the MQTT broker (Mosquitto's password and ACL files)."""
+
+
+@broker.command("account")
+@click.argument("name", required=False)
+@click.option("--revoke", is_flag=True, help="Remove the account instead.")
+@pass_ctx
+def broker_account(context: Context, name: str | None, revoke: bool) -> None:
+    """Create or rotate the backend's account (default broker.backend_username).
+
+    The worker and its ack helper connect with it: put the password, printed alone on the
+    last line, in COLDCHAIN_MQTT_URL (mqtts://NAME:PASSWORD@host:8883).
+    """
+    from coldchain.services import broker_accounts
+
+    files = _broker_files(context)
+    username = name or str(context.settings["broker_backend_username"])
+    try:
+        if revoke:
+            reloaded = broker_accounts.revoke_account(
+                sessions=context.sessions(), files=files, username=username
+            )
+            _echo_revoked(username, files, reloaded)
+            return
+        issued = broker_accounts.issue_backend_account(
+            sessions=context.sessions(), files=files, username=username
+        )
+    except DomainError as exc:
+        raise _fail(exc) from exc
+    except broker_accounts.BrokerFileError as exc:
+        raise click.ClickException(str(exc)) from exc
+    _echo_issued(issued, files)
+
+
 @main.command()
 @click.option("--host", default=None, help="Default: http.host from the config.")
 @click.option("--port", default=None, type=int, help="Default: http.port from the config.")
