@@ -25,7 +25,11 @@ def create_app(
     if test_config:
         settings = settings.with_overrides(test_config)
     app = Flask(__name__)
-    app.config.update(SECRET_KEY=settings.secret_key, JSON_SORT_KEYS=False)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        JSON_SORT_KEYS=False,
+        MAX_CONTENT_LENGTH=int(settings["http_max_body_bytes"]),
+    )
     engine = make_engine(settings.database_url)
     app.extensions["coldchain"] = AppContext(settings, engine, make_sessions(engine))
     register_request_id(app)

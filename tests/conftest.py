@@ -153,8 +153,16 @@ def database_url(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def settings(database_url: str) -> Settings:
-    return load_settings(env={}, overrides={"database_url": database_url})
+def status_dir(tmp_path: Path) -> Path:
+    """Where this test's workers write their state and its web app reads it (/healthz)."""
+    return tmp_path / "run"
+
+
+@pytest.fixture
+def settings(database_url: str, status_dir: Path) -> Settings:
+    return load_settings(
+        env={}, overrides={"database_url": database_url, "ingest_status_dir": str(status_dir)}
+    )
 
 
 @pytest.fixture
@@ -185,7 +193,7 @@ def world(request: pytest.FixtureRequest, database_url: str) -> World:
 
 
 @pytest.fixture
-def worker_env(broker: Mosquitto, database_url: str) -> dict[str, str]:
+def worker_env(broker: Mosquitto, database_url: str, status_dir: Path) -> dict[str, str]:
     """Environment of a worker process isolated from other tests' sessions on the broker."""
     tag = uuid.uuid4().hex[:8]
     return {
@@ -197,6 +205,7 @@ def worker_env(broker: Mosquitto, database_url: str) -> dict[str, str]:
         "COLDCHAIN_INGEST_SESSION_EXPIRY_S": "60",
         "COLDCHAIN_INGEST_BATCH_MAX_MS": "20",
         "COLDCHAIN_INGEST_SIGNAL_LOSS_CHECK_S": "1",
+        "COLDCHAIN_INGEST_STATUS_DIR": str(status_dir),
     }
 
 

@@ -46,9 +46,11 @@ def list_audit() -> Response:
     )
     sessions = ctx().sessions
     if q.format == "jsonl":
+        # An export: everything unless a limit is given, and a given one is capped as a page.
+        exported = page_limit(q.limit, "csv")
         return Response(
             stream_with_context(
-                _jsonl(audit.stream_events(sessions, filters, offset=q.offset, limit=q.limit))
+                _jsonl(audit.stream_events(sessions, filters, offset=q.offset, limit=exported))
             ),
             mimetype="application/x-ndjson",
             headers={"Content-Disposition": 'attachment; filename="audit.jsonl"'},

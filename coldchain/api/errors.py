@@ -22,9 +22,17 @@ log = logging.getLogger(__name__)
 class ApiError(Exception):
     """An error raised by an adapter with its HTTP status."""
 
-    def __init__(self, status: int, code: str, message: str, field: str | None = None):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.status, self.code, self.message, self.field = status, code, message, field
+        self.headers = headers or {}
 
 
 def error_response(status: int, code: str, message: str, field: str | None = None) -> Response:
@@ -35,6 +43,10 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
     response = jsonify(error=body)
     response.status_code = status
     return response
+
+
+# Error codes of HTTP errors whose Werkzeug names are not the words the API uses.
+HTTP_CODES = {413: "payload-too-large"}
 
 
 def _status_of(exc: DomainError) -> int:
@@ -54,7 +66,9 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(ApiError)
     def _api(exc: ApiError) -> Response:
-        return error_response(exc.status, exc.code, exc.message, exc.field)
+        response = error_response(exc.status, exc.code, exc.message, exc.field)
+        response.headers.update(exc.headers)
+        return response
 
     @app.errorhandler(DomainError)
     def _domain(exc: DomainError) -> Response | tuple[str, int]:
@@ -66,8 +80,11 @@ def register_error_handlers(app: Flask) -> None:
     def _http(exc: HTTPException) -> Response | tuple[str, int]:
         if _is_page(request.path):
             return render_template("error.html", error=exc), exc.code or 500
-        code = (exc.name or "error").lower().replace(" ", "-")
-        response = error_response(exc.code or 500, code, exc.description or exc.name)
+        code = HTTP_CODES.get(exc.code or 500) or (exc.name or "error").lower().replace(" ", "-")
+        message = exc.description or exc.name
+        if exc.code == 413:
+            message = f"the body is larger than the limit of {request.max_content_length} bytes"
+        response = error_response(exc.code or 500, code, message)
         if exc.code == 405 and exc.valid_methods:  # type: ignore[attr-defined]
             response.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
         return response

@@ -10,6 +10,8 @@ from typing import Any
 
 from flask import Flask, request
 
+from coldchain.api.errors import ApiError
+from coldchain.api.jsonbody import request_json
 from coldchain.domain.errors import ValidationError
 
 NUL = "\x00"
@@ -55,6 +57,10 @@ def register_nul_check(app: Flask) -> None:
                 if NUL in key or NUL in value:
                     raise _refuse(key.replace(NUL, "") or "query")
         if request.is_json:
-            found = first_nul(request.get_json(silent=True))
+            try:
+                body = request_json()
+            except ApiError:
+                return  # refused by the view that reads the body, in its own words
+            found = first_nul(body)
             if found is not None:
                 raise _refuse(found)

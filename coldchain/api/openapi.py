@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
 from coldchain.api.errors import ApiError
+from coldchain.api.jsonbody import request_json
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -63,9 +64,7 @@ def _first_error(exc: PydanticValidationError) -> tuple[str | None, str]:
 
 def parse_body(model: type[BaseModel]) -> Any:
     """Validate the JSON body against a model; a 400 names the first bad field."""
-    data = request.get_json(silent=True)
-    if data is None:
-        raise ApiError(400, "invalid-json", "the body must be a JSON object")
+    data = request_json()
     if not isinstance(data, dict):
         raise ApiError(
             400, "invalid-json", f"the body must be a JSON object, not {type(data).__name__}"

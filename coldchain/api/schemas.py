@@ -72,7 +72,13 @@ class SignatureIn(Strict):
 
 
 class Signed(Strict):
-    version: int = Field(ge=1, description="the version the signer saw, as its GET returned it")
+    # Strict: JSON true is not version 1.
+    version: int = Field(
+        ge=1,
+        le=2**63 - 1,
+        strict=True,
+        description="the version the signer saw, as its GET returned it",
+    )
     signature: SignatureIn
 
 
@@ -103,7 +109,7 @@ class ReceiptCreate(Signed):
 class CancelRequest(Strict):
     """POST /api/v1/shipments/{id}/cancel."""
 
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=2**63 - 1, strict=True)
     reason: str = Field(min_length=1, max_length=2000)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 from flask import Blueprint, Flask, Response, current_app, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from coldchain.api.common import ctx
 from coldchain.api.openapi import build_openapi, endpoint
 from coldchain.ingest.mqtturl import parse_mqtt_url
+from coldchain.ingest.status import IngestHealth, read_ingest_health
 from coldchain.services.shipments import count_open_excursions
 from coldchain.store.counters import read_counts
 
@@ -82,12 +84,28 @@ def _database_state() -> str:
         return f"error: {type(exc).__name__}"
 
 
+def _ingest_health() -> IngestHealth:
+    settings = ctx().settings
+    directory = str(settings["ingest_status_dir"])
+    if not directory:
+        return IngestHealth("not reported (ingest.status_dir is empty)", {}, False)
+    return read_ingest_health(Path(directory), stale_s=float(settings["ingest_status_stale_s"]))
+
+
 @bp.get("/healthz")
 @endpoint("Database and broker state (no authentication)", response="healthy; 503 if not")
 def healthz() -> tuple[Response, int]:
-    database, broker = _database_state(), _broker_state()
-    healthy = database == "ok" and broker == "ok"
-    body = {"status": "ok" if healthy else "degraded", "database": database, "broker": broker}
+    database, broker, ingest = _database_state(), _broker_state(), _ingest_health()
+    healthy = database == "ok" and broker == "ok" and not ingest.failing
+    body = {
+        "status": "ok" if healthy else "degraded",
+        "database": database,
+        "broker": broker,
+        # The workers' own account (their status files): they may fail to commit while
+        # this process reaches the database fine.
+        "ingest": ingest.summary,
+        "ingest_workers": ingest.workers,
+    }
     return jsonify(body), 200 if healthy else 503
 
 

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -25,6 +26,7 @@ from coldchain.config import Settings
 from coldchain.domain.senml import PackLimits, Reason
 from coldchain.ingest.acks import AckSender
 from coldchain.ingest.mqtturl import parse_mqtt_url
+from coldchain.ingest.status import WorkerStatus
 from coldchain.services import ingest as service
 from coldchain.services.timefmt import now_us
 from coldchain.store.readings import ConcurrentInsertError
@@ -106,6 +108,15 @@ class Worker:
         self.ack_sender = (
             AckSender(str(settings["mqtt_url"]), self.protocol, self.client_id)
             if self.publish_acks and bool(settings["ingest_ack_process"]) and not retiring
+            else None
+        )
+        # What /healthz reads: a failing commit is invisible to the web app's own SELECT 1.
+        status_dir = str(settings["ingest_status_dir"])
+        self.status = (
+            WorkerStatus(
+                Path(status_dir), self.client_id, stale_s=float(settings["ingest_status_stale_s"])
+            )
+            if status_dir and not retiring
             else None
         )
 
@@ -241,6 +252,8 @@ class Worker:
         """
         check_every_s = float(self.settings["ingest_signal_loss_check_s"])
         next_check = time.monotonic() + min(check_every_s, 5.0)
+        if self.status is not None:
+            self.status.start()
         try:
             if not self._connect():
                 return
@@ -274,6 +287,8 @@ class Worker:
                 self.ack_sender.stop()
             if self.client.is_connected():
                 self._disconnect()
+            if self.status is not None:
+                self.status.stop()
             log.info("ingest worker %s stopped", self.client_id)
 
     def _disconnect(self) -> None:
@@ -288,6 +303,8 @@ class Worker:
     def _process(self, batch: Sequence[Delivery]) -> None:
         backoff_s = 0.1
         while True:
+            if self.status is not None:
+                self.status.storing()
             try:
                 outcome = service.store_batch(
                     sessions=self.sessions,
@@ -302,6 +319,8 @@ class Worker:
             except OperationalError as exc:
                 # The database is locked, full or away: keep the messages unacked and retry,
                 # so that nothing is lost and nothing is acknowledged before it is stored.
+                if self.status is not None:
+                    self.status.failed(f"{type(exc.orig).__name__}: {exc.orig}")
                 log.warning(
                     "batch of %d not stored (%s); retrying in %.1fs",
                     len(batch),
@@ -347,14 +366,20 @@ class Worker:
                     detail="the database refused this message; see the worker log",
                 )
             except DBAPIError as exc:
+                if self.status is not None:
+                    self.status.failed(f"{type(exc.orig).__name__}: {exc.orig}")
                 log.warning("cannot dead-letter message (%s); retrying", exc.orig)
                 self._idle(backoff_s)
                 backoff_s = min(backoff_s * 2, 30.0)
                 continue
+            if self.status is not None:
+                self.status.stored()
             self.client.ack(delivery.mid, delivery.qos)
             return
 
     def _finish(self, batch: Sequence[Delivery], outcome: service.BatchOutcome) -> None:
+        if self.status is not None:
+            self.status.stored()
         for delivery in batch:
             self.client.ack(delivery.mid, delivery.qos)
         if self.publish_acks:

@@ -21,6 +21,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine with the settings each dialect needs."""
+    if url.startswith("postgresql"):
+        # As SQLite's busy_timeout: a statement waits at most 10 s for a lock, then fails. The
+        # worker then retries with backoff and reports itself failing (/healthz), instead of
+        # waiting without end behind a table locked by another writer.
+        connect_args = dict(kwargs.pop("connect_args", {}))
+        connect_args["options"] = f"{connect_args.get('options', '')} -c lock_timeout=10000"
+        kwargs["connect_args"] = connect_args
     engine = create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
