@@ -12,6 +12,7 @@ from coldchain.api import audit, fleet, shipments, system
 from coldchain.api.common import AppContext
 from coldchain.api.errors import register_error_handlers
 from coldchain.api.nul import register_nul_check
+from coldchain.api.ratelimit import register_rate_limits
 from coldchain.config import Settings, load_settings
 from coldchain.store.engine import make_engine, make_sessions
 from coldchain.web import register_web
@@ -35,6 +36,7 @@ def create_app(
     register_request_id(app)
     register_error_handlers(app)
     register_nul_check(app)
+    register_rate_limits(app)
     app.register_blueprint(shipments.bp)
     app.register_blueprint(fleet.bp)
     app.register_blueprint(system.bp)

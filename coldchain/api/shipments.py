@@ -7,6 +7,7 @@ from flask import Blueprint, Response, jsonify
 from coldchain.api.auth import current_principal, requires
 from coldchain.api.common import collection, ctx, page_limit, request_id
 from coldchain.api.openapi import endpoint, parse_body, parse_query
+from coldchain.api.ratelimit import limit_signature
 from coldchain.api.schemas import (
     CancelRequest,
     DispositionCreate,
@@ -166,6 +167,7 @@ def _signature(given: SignatureIn) -> SignatureInput:
 )
 def create_handoff(shipment_id: int) -> tuple[Response, int]:
     body: HandoffCreate = parse_body(HandoffCreate)
+    limit_signature(current_principal().username)
     shipment = custody.record_handoff(
         sessions=ctx().sessions,
         shipment_id=shipment_id,
@@ -196,6 +198,7 @@ def create_handoff(shipment_id: int) -> tuple[Response, int]:
 )
 def create_receipt(shipment_id: int) -> tuple[Response, int]:
     body: ReceiptCreate = parse_body(ReceiptCreate)
+    limit_signature(current_principal().username)
     app = ctx()
     shipment = custody.record_receipt(
         sessions=app.sessions,
@@ -254,6 +257,7 @@ def get_excursion(excursion_id: int) -> Response:
 )
 def create_disposition(excursion_id: int) -> tuple[Response, int]:
     body: DispositionCreate = parse_body(DispositionCreate)
+    limit_signature(current_principal().username)
     app = ctx()
     excursion = custody.record_disposition(
         sessions=app.sessions,

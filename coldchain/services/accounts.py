@@ -300,3 +300,31 @@ def sign_in(
                 request_id=request_id,
             )
     raise refused
+
+
+def record_rate_limited(
+    *,
+    sessions: sessionmaker[Session],
+    username: str,
+    kind: str,
+    scope: str,
+    address: str,
+    limit: str,
+    request_id: str | None,
+) -> None:
+    """Audit that a known user's sign-ins or signatures hit a rate limit; ignore unknown names.
+
+    Unknown names are not audited: anyone could make them up, and grow the chain at will.
+    """
+    with sessions.begin() as session:
+        if session.scalar(select(User.id).where(User.username == username)) is None:
+            return
+        audit.record(
+            session,
+            actor="system:security",
+            action=f"{kind}.rate_limited",
+            entity="user",
+            entity_id=username,
+            new={"scope": scope, "address": address, "limit": limit},
+            request_id=request_id,
+        )

@@ -19,6 +19,7 @@ from flask import (
 from werkzeug.wrappers import Response as BaseResponse
 
 from coldchain.api.common import ctx, request_id
+from coldchain.api.ratelimit import Refusal, attempt
 from coldchain.domain.audit import Checkpoint
 from coldchain.domain.custody import Decision, Disposition
 from coldchain.domain.errors import DomainError, NotFoundError
@@ -41,6 +42,25 @@ def _patient(form: Any) -> dict[str, str]:
     }
 
 
+def _form_version(form: Any) -> int:
+    """The version a signer saw, from a form's hidden field; a bad one is a stale form."""
+    text = form.get("version", "").strip()
+    if not text.isdigit() or not 1 <= int(text) < 2**63:
+        raise DomainError("this form is out of date: reload the page", field="version")
+    return int(text)
+
+
+def _too_many(refusal: Refusal) -> DomainError:
+    return DomainError(
+        f"Too many signature attempts: try again in {refusal.retry_after_s} seconds.",
+        code="rate-limited",
+    )
+
+
+def _retry_later(page: str, refusal: Refusal) -> Response:
+    return Response(page, 429, {"Retry-After": str(refusal.retry_after_s)})
+
+
 @bp.app_context_processor
 def _globals() -> dict[str, Any]:
     return {"user": g.get("user"), "Role": Role, "patient_fields": PATIENT_FIELDS}
@@ -52,11 +72,17 @@ def _globals() -> dict[str, Any]:
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Page:
     error = None
+    username = request.form.get("username", "").strip()
+    refusal = attempt("login", username) if request.method == "POST" else None
+    if refusal is not None:
+        error = f"Too many sign-in attempts: try again in {refusal.retry_after_s} seconds."
+        page = render_template("login.html", error=error)
+        return Response(page, 429, {"Retry-After": str(refusal.retry_after_s)})
     if request.method == "POST":
         try:
             principal = accounts.sign_in(
                 sessions=ctx().sessions,
-                username=request.form.get("username", "").strip(),
+                username=username,
                 password=request.form.get("password", ""),
                 request_id=request_id(),
             )
@@ -201,14 +227,17 @@ def receive(shipment_id: int) -> Page:
     app = ctx()
     error: DomainError | None = None
     form = request.form
-    if request.method == "POST":
+    refusal = attempt("signature", current_user().username) if request.method == "POST" else None
+    if refusal is not None:
+        error = _too_many(refusal)
+    elif request.method == "POST":
         try:
             custody.record_receipt(
                 sessions=app.sessions,
                 shipment_id=shipment_id,
                 principal=current_user(),
                 receipt=custody.NewReceipt(
-                    version=int(form.get("version", "0") or 0),
+                    version=_form_version(form),
                     coi_scan=form.get("coi_scan", ""),
                     patient=_patient(form),
                     seal_id=form.get("seal_id", "").strip(),
@@ -232,6 +261,10 @@ def receive(shipment_id: int) -> Page:
         sessions=app.sessions, shipment_id=shipment_id, principal=current_user()
     )
     status = 200 if error is None else (409 if error.code.endswith("mismatch") else 400)
+    if refusal is not None:
+        return _retry_later(
+            render_template("receive.html", s=detail, error=error, form=form), refusal
+        )
     return render_template("receive.html", s=detail, error=error, form=form), status
 
 
@@ -257,14 +290,17 @@ def disposition(excursion_id: int) -> Page:
     app = ctx()
     error: DomainError | None = None
     form = request.form
-    if request.method == "POST":
+    refusal = attempt("signature", current_user().username) if request.method == "POST" else None
+    if refusal is not None:
+        error = _too_many(refusal)
+    elif request.method == "POST":
         try:
             custody.record_disposition(
                 sessions=app.sessions,
                 excursion_id=excursion_id,
                 principal=current_user(),
                 disposition=custody.NewDisposition(
-                    version=int(form.get("version", "0") or 0),
+                    version=_form_version(form),
                     decision=Disposition(form.get("decision", "")),
                     reason=form.get("reason", ""),
                     signature=SignatureInput(
@@ -284,9 +320,10 @@ def disposition(excursion_id: int) -> Page:
     excursion = custody.get_excursion(
         sessions=app.sessions, excursion_id=excursion_id, principal=current_user()
     )
-    return render_template("disposition.html", e=excursion, error=error, form=form), (
-        400 if error else 200
-    )
+    page = render_template("disposition.html", e=excursion, error=error, form=form)
+    if refusal is not None:
+        return _retry_later(page, refusal)
+    return page, 400 if error else 200
 
 
 # --- auditors ---------------------------------------------------------------------------
