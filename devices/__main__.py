@@ -9,6 +9,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from devices.credentials import read_credentials
 from devices.fleet import Fleet, logger_ids, run_until_signalled
 from devices.logger import DEFAULT_BUFFER_MAX, Broker
 from devices.scenarios import SCENARIOS, Scenario
@@ -26,6 +27,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--broker",
         default="mqtt://127.0.0.1:1883",
         help="mqtt://[user:pass@]host:port or mqtts://... (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--ca-file",
+        default=None,
+        help="mqtts:// only: CA certificates (PEM) of the broker (default: the system's CAs)",
+    )
+    parser.add_argument(
+        "--credentials",
+        default=None,
+        metavar="FILE",
+        help="per-logger passwords: lines 'LOGGER_ID PASSWORD' or a JSON object; each logger "
+        "then connects as itself, whatever user --broker names (default: none)",
     )
     parser.add_argument(
         "--mqtt-version",
@@ -120,8 +133,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
-        broker = dataclasses.replace(Broker.from_url(args.broker), mqtt_version=args.mqtt_version)
+        broker = dataclasses.replace(
+            Broker.from_url(args.broker), mqtt_version=args.mqtt_version, ca_file=args.ca_file
+        )
         ids = logger_ids(args.loggers, args.prefix)
+        credentials = read_credentials(args.credentials) if args.credentials else None
         scenario = Scenario(
             name=args.scenario,
             interval_s=args.interval,
@@ -151,9 +167,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         with lock:
             print(line, flush=True)
 
-    fleet = Fleet(
-        ids, broker, scenario, ack_timeout_s=ack_timeout_s, buffer_max=args.buffer_max, out=out
-    )
+    try:
+        fleet = Fleet(
+            ids,
+            broker,
+            scenario,
+            ack_timeout_s=ack_timeout_s,
+            buffer_max=args.buffer_max,
+            out=out,
+            credentials=credentials,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
     return 0 if run_until_signalled(fleet, args.duration) else 1
 
 

@@ -8,7 +8,7 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
 
 from devices.logger import DEFAULT_BUFFER_MAX, Broker, SimLogger
@@ -52,12 +52,22 @@ class Fleet:
         ack_timeout_s: float,
         buffer_max: int = DEFAULT_BUFFER_MAX,
         out: Callable[[str], None] = print,
+        credentials: Mapping[str, str] | None = None,
     ) -> None:
         self.stop_event = threading.Event()
+        if credentials is not None:
+            missing = [logger_id for logger_id in ids if logger_id not in credentials]
+            if missing:
+                raise ValueError(f"no password for logger(s) {', '.join(missing)}")
         self.loggers = [
             SimLogger(
                 logger_id,
-                broker,
+                # With per-logger passwords each logger connects as itself (its id).
+                broker
+                if credentials is None
+                else dataclasses.replace(
+                    broker, username=logger_id, password=credentials[logger_id]
+                ),
                 dataclasses.replace(scenario, seed=logger_seed(scenario.seed, logger_id)),
                 ack_timeout_s=ack_timeout_s,
                 buffer_max=buffer_max,

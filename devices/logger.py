@@ -54,6 +54,9 @@ class Broker:
     tls: bool = False
     # "5", or "3.1.1" for a broker that speaks nothing newer.
     mqtt_version: str = "5"
+    # mqtts:// only: CA certificates (PEM) the broker's certificate must chain to; None: the
+    # system's CAs.
+    ca_file: str | None = None
 
     @classmethod
     def from_url(cls, url: str) -> Broker:
@@ -253,7 +256,7 @@ class SimLogger:
         client.username_pw_set(username, self.broker.password)
         client.will_set(status_topic(self.logger_id), "offline", qos=1, retain=True)
         if self.broker.tls:
-            client.tls_set()
+            client.tls_set(ca_certs=self.broker.ca_file)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

@@ -39,8 +39,16 @@ DRAIN_S = 5.0
 class AckSender:
     """The worker's side: start the ack process, hand it batches, restart it if it died."""
 
-    def __init__(self, mqtt_url: str, protocol: MQTTProtocolVersion, client_id: str) -> None:
+    def __init__(
+        self,
+        mqtt_url: str,
+        protocol: MQTTProtocolVersion,
+        client_id: str,
+        *,
+        ca_file: str | None = None,
+    ) -> None:
         self._args = (mqtt_url, int(protocol), client_id)
+        self._ca_file = ca_file
         self._context = multiprocessing.get_context("spawn")
         self._process: Any = None
         self._pipe: Connection | None = None
@@ -50,7 +58,7 @@ class AckSender:
         receiving, sending = self._context.Pipe(duplex=False)
         self._process = self._context.Process(
             target=run_ack_process,
-            args=(*self._args, receiving),
+            args=(*self._args, receiving, self._ca_file),
             name="coldchain-acks",
             daemon=True,
         )
@@ -100,7 +108,9 @@ class AckSender:
             self._pipe = None
 
 
-def run_ack_process(mqtt_url: str, protocol: int, client_id: str, pipe: Connection) -> None:
+def run_ack_process(
+    mqtt_url: str, protocol: int, client_id: str, pipe: Connection, ca_file: str | None = None
+) -> None:
     """Publish each batch read from the pipe at QoS 1 until told to stop or the worker is gone."""
     # Ctrl-C and SIGTERM reach the whole process group: the worker decides when this ends.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -121,7 +131,7 @@ def run_ack_process(mqtt_url: str, protocol: int, client_id: str, pipe: Connecti
     if address.username:
         client.username_pw_set(address.username, address.password)
     if address.tls:
-        client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+        client.tls_set(ca_certs=ca_file, cert_reqs=ssl.CERT_REQUIRED)
     client.reconnect_delay_set(min_delay=1, max_delay=30)
     client.connect_async(address.host, address.port, keepalive=30)
     client.loop_start()

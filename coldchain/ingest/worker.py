@@ -106,7 +106,12 @@ class Worker:
         self.client = self._make_client()
         # A retiring worker drains a few queued messages: its acks go out inline.
         self.ack_sender = (
-            AckSender(str(settings["mqtt_url"]), self.protocol, self.client_id)
+            AckSender(
+                str(settings["mqtt_url"]),
+                self.protocol,
+                self.client_id,
+                ca_file=str(settings["mqtt_ca_file"]) or None,
+            )
             if self.publish_acks and bool(settings["ingest_ack_process"]) and not retiring
             else None
         )
@@ -134,7 +139,10 @@ class Worker:
         if address.username:
             client.username_pw_set(address.username, address.password)
         if address.tls:
-            client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+            # The broker's certificate and name are always checked; mqtt_ca_file names a
+            # private CA (empty: the system's CAs).
+            ca_file = str(self.settings["mqtt_ca_file"]) or None
+            client.tls_set(ca_certs=ca_file, cert_reqs=ssl.CERT_REQUIRED)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
