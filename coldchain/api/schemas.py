@@ -6,6 +6,11 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+PAGE_SIZE = (
+    "page size: 1 to http.max_page_size (default 100000), else 400; default http.page_size"
+    " (JSON) or every row (CSV)"
+)
+
 
 class Strict(BaseModel):
     # An unknown field is refused (400 naming it): a misspelt optional field must not be
@@ -35,7 +40,7 @@ class LoggerCreate(Strict):
 
 
 class Page(Strict):
-    limit: int | None = Field(default=None, ge=1, description="page size")
+    limit: int | None = Field(default=None, ge=1, description=PAGE_SIZE)
     offset: int = Field(default=0, ge=0)
     format: Literal["json", "csv"] = "json"
 
@@ -129,6 +134,6 @@ class AuditQuery(Strict):
     action: str | None = Field(default=None, description='e.g. "shipment.accept" or "shipment"')
     since: AwareDatetime | None = None
     until: AwareDatetime | None = None
-    limit: int | None = Field(default=None, ge=1, description="page size")
+    limit: int | None = Field(default=None, ge=1, description=PAGE_SIZE)
     offset: int = Field(default=0, ge=0)
     format: Literal["json", "csv", "jsonl"] = "json"
