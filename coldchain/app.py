@@ -7,12 +7,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, Response, g, request
+from werkzeug.routing import IntegerConverter, Map
 
 from coldchain.api import audit, fleet, shipments, system
 from coldchain.api.common import AppContext
 from coldchain.api.errors import register_error_handlers
 from coldchain.api.nul import register_nul_check
 from coldchain.api.ratelimit import register_rate_limits
+from coldchain.api.schemas import MAX_ID
 from coldchain.config import Settings, load_settings
 from coldchain.store.engine import make_engine, make_sessions
 from coldchain.web import register_web
@@ -33,6 +35,7 @@ def create_app(
     )
     engine = make_engine(settings.database_url)
     app.extensions["coldchain"] = AppContext(settings, engine, make_sessions(engine))
+    app.url_map.converters["int"] = RecordId
     register_request_id(app)
     register_error_handlers(app)
     register_nul_check(app)
@@ -44,6 +47,15 @@ def create_app(
     register_web(app, [shipments.bp, fleet.bp, system.bp, audit.bp])
     system.register_metrics(app)
     return app
+
+
+class RecordId(IntegerConverter):
+    """An id in a path: 1 to 2**31 - 1, what the tables hold; any other is not found."""
+
+    def __init__(self, url_map: Map, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("min", 1)
+        kwargs.setdefault("max", MAX_ID)
+        super().__init__(url_map, *args, **kwargs)
 
 
 def register_request_id(app: Flask) -> None:

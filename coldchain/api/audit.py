@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, stream_with_context
 
+from coldchain.api import responses as out
 from coldchain.api.auth import current_principal, requires
 from coldchain.api.common import collection, csv_download, ctx, page_limit
 from coldchain.api.errors import ApiError
@@ -33,6 +34,7 @@ AUDIT_COLUMNS = [*HASHED_FIELDS, "hash"]
     " ?format=jsonl or csv exports every matching event with what verification needs",
     query=AuditQuery,
     csv=True,
+    returns=list[out.AuditEvent],
 )
 def list_audit() -> Response:
     q: AuditQuery = parse_query(AuditQuery)
@@ -77,14 +79,17 @@ def _flat(event: dict[str, Any]) -> dict[str, Any]:
 
 @bp.get("/audit/checkpoint")
 @requires(*AUDITORS)
-@endpoint("The newest signed checkpoint of the chain's head (Ed25519)")
+@endpoint("The newest signed checkpoint of the chain's head (Ed25519)", returns=out.Checkpoint)
 def latest_checkpoint() -> Response:
     return jsonify(checkpoints.latest(sessions=ctx().sessions).as_dict())
 
 
 @bp.get("/audit/verify")
 @requires(*AUDITORS)
-@endpoint("Re-compute the chain and check it against the newest checkpoint")
+@endpoint(
+    "Re-compute the chain and check it against the newest checkpoint",
+    returns=out.AuditVerification,
+)
 def verify() -> Response:
     app = ctx()
     configured = str(app.settings["audit_public_key_file"] or "")
@@ -111,7 +116,8 @@ def verify() -> Response:
 @requires()
 @endpoint(
     "A shipment's timeline: creation, excursions at their reading times, handoffs, receipts,"
-    " dispositions, with signatures"
+    " dispositions, with signatures",
+    returns=list[out.HistoryStep],
 )
 def shipment_history(shipment_id: int) -> Response:
     return jsonify(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
+from coldchain.api import responses as out
 from coldchain.api.auth import current_principal, requires
 from coldchain.api.common import collection, ctx, page_limit, request_id
 from coldchain.api.openapi import endpoint, parse_body, parse_query
@@ -33,7 +34,7 @@ STAFF = (Role.ADMIN, Role.COORDINATOR, Role.QA, Role.AUDITOR)
 
 @bp.get("/loggers")
 @requires(*STAFF)
-@endpoint("List the registered loggers", query=Page, csv=True)
+@endpoint("List the registered loggers", query=Page, csv=True, returns=list[out.Logger])
 def list_loggers() -> Response:
     q: Page = parse_query(Page)
     rows = [logger_view(r) for r in accounts.list_loggers(sessions=ctx().sessions)]
@@ -44,7 +45,13 @@ def list_loggers() -> Response:
 
 @bp.post("/loggers")
 @requires(Role.ADMIN, Role.COORDINATOR)
-@endpoint("Register a logger", body=LoggerCreate, status=201, response="the logger")
+@endpoint(
+    "Register a logger",
+    body=LoggerCreate,
+    status=201,
+    response="the logger",
+    returns=out.Logger,
+)
 def add_logger() -> tuple[Response, int]:
     body: LoggerCreate = parse_body(LoggerCreate)
     row = accounts.add_logger(
@@ -60,7 +67,12 @@ def add_logger() -> tuple[Response, int]:
 
 @bp.get("/deadletters")
 @requires(*STAFF)
-@endpoint("Refused MQTT payloads with their reason codes", query=DeadLetterQuery, csv=True)
+@endpoint(
+    "Refused MQTT payloads with their reason codes",
+    query=DeadLetterQuery,
+    csv=True,
+    returns=list[out.DeadLetter],
+)
 def dead_letters() -> Response:
     q: DeadLetterQuery = parse_query(DeadLetterQuery)
     rows = list_dead_letters(

@@ -7,11 +7,12 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import Flask, request
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 
 from coldchain.api.errors import ApiError
 from coldchain.api.jsonbody import request_json
+from coldchain.api.schemas import MAX_ID
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -39,8 +40,14 @@ def endpoint(
     response: str = "OK",
     status: int = 200,
     csv: bool = False,
+    responses: dict[int, str] | None = None,
+    returns: Any = None,
 ) -> Callable[[F], F]:
-    """Attach the OpenAPI description of a view: its summary, body and query models."""
+    """Attach the OpenAPI description of a view: summary, body, query and response models.
+
+    `returns` is the JSON body's model (coldchain.api.responses), or `list[Model]`;
+    `responses` adds other statuses that answer with the same body (e.g. 503 for /healthz).
+    """
 
     def decorate(view: F) -> F:
         view.__openapi__ = {  # type: ignore[attr-defined]
@@ -50,6 +57,8 @@ def endpoint(
             "response": response,
             "status": status,
             "csv": csv,
+            "responses": responses or {},
+            "returns": returns,
         }
         return view
 
@@ -88,6 +97,34 @@ def parse_query(model: type[BaseModel]) -> Any:
 _PARAM = re.compile(r"<(?:(\w+):)?(\w+)>")
 
 
+def _success(
+    meta: dict[str, Any], parameters: list[dict[str, Any]], components: dict[str, Any]
+) -> dict[str, Any]:
+    """The success response of an operation: its JSON schema, and its export formats."""
+    response: dict[str, Any] = {"description": meta["response"]}
+    content: dict[str, Any] = {}
+    if meta["returns"] is not None:
+        schema = TypeAdapter(meta["returns"]).json_schema(
+            ref_template="#/components/schemas/{model}", mode="serialization"
+        )
+        components["schemas"].update(schema.pop("$defs", {}))
+        if "title" in schema and "properties" in schema:
+            components["schemas"][schema["title"]] = schema
+            schema = {"$ref": f"#/components/schemas/{schema['title']}"}
+        content["application/json"] = {"schema": schema}
+    formats: dict[str, Any] = next((p["schema"] for p in parameters if p["name"] == "format"), {})
+    choices = set(formats.get("enum", [])) | {
+        option.get("const") for option in formats.get("anyOf", [])
+    }
+    if "csv" in choices:
+        content["text/csv"] = {"schema": {"type": "string"}}
+    if "jsonl" in choices:
+        content["application/x-ndjson"] = {"schema": {"type": "string"}}
+    if content:
+        response["content"] = content
+    return response
+
+
 def build_openapi(app: Flask) -> dict[str, Any]:
     """Walk the app's routes and emit the OpenAPI 3.1 document of every described endpoint."""
     paths: dict[str, dict[str, Any]] = {}
@@ -106,7 +143,11 @@ def build_openapi(app: Flask) -> dict[str, Any]:
                 "name": name,
                 "in": "path",
                 "required": True,
-                "schema": {"type": "integer" if conv == "int" else "string"},
+                "schema": (
+                    {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+                    if conv == "int"
+                    else {"type": "string"}
+                ),
             }
             for conv, name in _PARAM.findall(rule.rule)
         ]
@@ -122,7 +163,7 @@ def build_openapi(app: Flask) -> dict[str, Any]:
                         "description": prop.get("description", ""),
                     }
                 )
-        if meta["csv"]:
+        if meta["csv"] and not any(p["name"] == "format" for p in parameters):
             parameters.append(
                 {
                     "name": "format",
@@ -137,7 +178,7 @@ def build_openapi(app: Flask) -> dict[str, Any]:
                 "operationId": rule.endpoint.replace(".", "_"),
                 "parameters": parameters,
                 "responses": {
-                    str(meta["status"]): {"description": meta["response"]},
+                    str(meta["status"]): _success(meta, parameters, components),
                     "4XX": {
                         "description": "error",
                         "content": {
@@ -146,6 +187,11 @@ def build_openapi(app: Flask) -> dict[str, Any]:
                     },
                 },
             }
+            for status, description in meta["responses"].items():
+                operation["responses"][str(status)] = {
+                    **_success(meta, parameters, components),
+                    "description": description,
+                }
             roles = getattr(view, "__openapi_roles__", None)
             if roles is not None:
                 operation["security"] = [{"bearer": []}]

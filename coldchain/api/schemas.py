@@ -2,9 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+
+# The largest offset the databases take (a signed 64-bit integer), and the largest record id
+# (the tables' ids are 32-bit integers): a larger one is refused, or not found, rather than
+# failing in the driver.
+MAX_INT64 = 2**63 - 1
+MAX_ID = 2**31 - 1
+
+
+def _rfc3339_text(value: Any) -> Any:
+    # Pydantic would read 0.5 or "0.5" as Unix seconds; the contract speaks RFC 3339 only,
+    # and a number where a time was meant is more likely a mistake than a wish.
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or "T" not in value.upper():
+        raise ValueError("must be an RFC 3339 date-time, e.g. 2026-01-31T12:00:00Z")
+    return value
+
+
+# A time in a query string or body: RFC 3339 with a time zone.
+Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
+
 
 PAGE_SIZE = (
     "page size: 1 to http.max_page_size (default 100000), else 400; default http.page_size"
@@ -27,7 +49,7 @@ class ShipmentCreate(Strict):
     destination_site: str
     loggers: list[str] = Field(min_length=1)
     patient: dict[str, str] = Field(description="patient identifiers; stored only as a keyed hash")
-    monitoring_from: AwareDatetime | None = None
+    monitoring_from: Rfc3339 | None = None
     seal_id: str | None = Field(default=None, max_length=100)
 
 
@@ -41,7 +63,7 @@ class LoggerCreate(Strict):
 
 class Page(Strict):
     limit: int | None = Field(default=None, ge=1, description=PAGE_SIZE)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=MAX_INT64)
     format: Literal["json", "csv"] = "json"
 
 
@@ -50,14 +72,14 @@ class ShipmentQuery(Page):
 
 
 class ReadingQuery(Page):
-    since: AwareDatetime | None = None
-    until: AwareDatetime | None = None
+    since: Rfc3339 | None = None
+    until: Rfc3339 | None = None
     logger: str | None = None
 
 
 class ExcursionQuery(Page):
-    since: AwareDatetime | None = Field(default=None, description="overlapping from")
-    until: AwareDatetime | None = Field(default=None, description="overlapping until")
+    since: Rfc3339 | None = Field(default=None, description="overlapping from")
+    until: Rfc3339 | None = Field(default=None, description="overlapping until")
     site: str | None = Field(default=None, description="origin or destination site")
     kind: Literal["HIGH", "LOW", "SIGNAL_LOSS", "high", "low", "signal_loss"] | None = None
     status: Literal["OPEN", "CLOSED", "open", "closed"] | None = None
@@ -66,7 +88,7 @@ class ExcursionQuery(Page):
 class DeadLetterQuery(Page):
     reason: str | None = None
     logger: str | None = None
-    since: AwareDatetime | None = None
+    since: Rfc3339 | None = None
 
 
 class SignatureIn(Strict):
@@ -80,7 +102,7 @@ class Signed(Strict):
     # Strict: JSON true is not version 1.
     version: int = Field(
         ge=1,
-        le=2**63 - 1,
+        le=MAX_ID,
         strict=True,
         description="the version the signer saw, as its GET returned it",
     )
@@ -114,7 +136,7 @@ class ReceiptCreate(Signed):
 class CancelRequest(Strict):
     """POST /api/v1/shipments/{id}/cancel."""
 
-    version: int = Field(ge=1, le=2**63 - 1, strict=True)
+    version: int = Field(ge=1, le=MAX_ID, strict=True)
     reason: str = Field(min_length=1, max_length=2000)
 
 
@@ -132,8 +154,8 @@ class AuditQuery(Strict):
     entity_id: str | None = None
     actor: str | None = Field(default=None, description="user name or system:...")
     action: str | None = Field(default=None, description='e.g. "shipment.accept" or "shipment"')
-    since: AwareDatetime | None = None
-    until: AwareDatetime | None = None
+    since: Rfc3339 | None = None
+    until: Rfc3339 | None = None
     limit: int | None = Field(default=None, ge=1, description=PAGE_SIZE)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=MAX_INT64)
     format: Literal["json", "csv", "jsonl"] = "json"

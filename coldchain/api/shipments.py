@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
+from coldchain.api import responses as out
 from coldchain.api.auth import current_principal, requires
 from coldchain.api.common import collection, ctx, page_limit, request_id
 from coldchain.api.openapi import endpoint, parse_body, parse_query
@@ -50,7 +51,13 @@ EXCURSION_COLUMNS = list(EXCURSION_FIELDS)
 
 @bp.post("/shipments")
 @requires(Role.ADMIN, Role.COORDINATOR)
-@endpoint("Create a shipment", body=ShipmentCreate, status=201, response="the shipment")
+@endpoint(
+    "Create a shipment",
+    body=ShipmentCreate,
+    status=201,
+    response="the shipment",
+    returns=out.Shipment,
+)
 def create_shipment() -> tuple[Response, int]:
     body: ShipmentCreate = parse_body(ShipmentCreate)
     app = ctx()
@@ -69,7 +76,12 @@ def create_shipment() -> tuple[Response, int]:
 
 @bp.get("/shipments")
 @requires()
-@endpoint("List the shipments the caller may see", query=ShipmentQuery, csv=True)
+@endpoint(
+    "List the shipments the caller may see",
+    query=ShipmentQuery,
+    csv=True,
+    returns=list[out.ShipmentSummary],
+)
 def list_shipments() -> Response:
     q: ShipmentQuery = parse_query(ShipmentQuery)
     read = service.stream_shipments if q.format == "csv" else service.list_shipments
@@ -85,7 +97,10 @@ def list_shipments() -> Response:
 
 @bp.get("/shipments/<int:shipment_id>")
 @requires()
-@endpoint("Show a shipment: status, custody chain, excursions, latest reading")
+@endpoint(
+    "Show a shipment: status, custody chain, excursions, latest reading",
+    returns=out.Shipment,
+)
 def get_shipment(shipment_id: int) -> Response:
     return jsonify(
         service.get_shipment(
@@ -97,7 +112,10 @@ def get_shipment(shipment_id: int) -> Response:
 @bp.get("/shipments/<int:shipment_id>/readings")
 @requires()
 @endpoint(
-    "A shipment's temperature readings in its monitoring window", query=ReadingQuery, csv=True
+    "A shipment's temperature readings in its monitoring window",
+    query=ReadingQuery,
+    csv=True,
+    returns=list[out.Reading],
 )
 def shipment_readings(shipment_id: int) -> Response:
     q: ReadingQuery = parse_query(ReadingQuery)
@@ -117,7 +135,9 @@ def shipment_readings(shipment_id: int) -> Response:
 
 @bp.get("/shipments/<int:shipment_id>/excursions")
 @requires()
-@endpoint("A shipment's excursions", query=ExcursionQuery, csv=True)
+@endpoint(
+    "A shipment's excursions", query=ExcursionQuery, csv=True, returns=list[out.Excursion]
+)
 def shipment_excursions(shipment_id: int) -> Response:
     return _excursions(shipment_id)
 
@@ -125,7 +145,10 @@ def shipment_excursions(shipment_id: int) -> Response:
 @bp.get("/excursions")
 @requires()
 @endpoint(
-    "The excursion log: filters since, until, site, kind, status", query=ExcursionQuery, csv=True
+    "The excursion log: filters since, until, site, kind, status",
+    query=ExcursionQuery,
+    csv=True,
+    returns=list[out.Excursion],
 )
 def list_excursions() -> Response:
     return _excursions(None)
@@ -164,6 +187,7 @@ def _signature(given: SignatureIn) -> SignatureInput:
     body=HandoffCreate,
     status=201,
     response="the shipment",
+    returns=out.Shipment,
 )
 def create_handoff(shipment_id: int) -> tuple[Response, int]:
     body: HandoffCreate = parse_body(HandoffCreate)
@@ -195,6 +219,7 @@ def create_handoff(shipment_id: int) -> tuple[Response, int]:
     body=ReceiptCreate,
     status=201,
     response="the shipment",
+    returns=out.Shipment,
 )
 def create_receipt(shipment_id: int) -> tuple[Response, int]:
     body: ReceiptCreate = parse_body(ReceiptCreate)
@@ -221,7 +246,12 @@ def create_receipt(shipment_id: int) -> tuple[Response, int]:
 
 @bp.post("/shipments/<int:shipment_id>/cancel")
 @requires(Role.ADMIN, Role.COORDINATOR)
-@endpoint("Cancel a shipment before delivery", body=CancelRequest, response="the shipment")
+@endpoint(
+    "Cancel a shipment before delivery",
+    body=CancelRequest,
+    response="the shipment",
+    returns=out.Shipment,
+)
 def cancel_shipment(shipment_id: int) -> Response:
     body: CancelRequest = parse_body(CancelRequest)
     return jsonify(
@@ -238,7 +268,10 @@ def cancel_shipment(shipment_id: int) -> Response:
 
 @bp.get("/excursions/<int:excursion_id>")
 @requires()
-@endpoint("Show an excursion with its QA dispositions and their signatures")
+@endpoint(
+    "Show an excursion with its QA dispositions and their signatures",
+    returns=out.ExcursionDetail,
+)
 def get_excursion(excursion_id: int) -> Response:
     return jsonify(
         custody.get_excursion(
@@ -254,6 +287,7 @@ def get_excursion(excursion_id: int) -> Response:
     body=DispositionCreate,
     status=201,
     response="the excursion",
+    returns=out.ExcursionDetail,
 )
 def create_disposition(excursion_id: int) -> tuple[Response, int]:
     body: DispositionCreate = parse_body(DispositionCreate)
@@ -277,7 +311,10 @@ def create_disposition(excursion_id: int) -> tuple[Response, int]:
 
 @bp.get("/coi/<string:coi>")
 @requires()
-@endpoint("The vein-to-vein history of a COI: every leg the caller may see")
+@endpoint(
+    "The vein-to-vein history of a COI: every leg the caller may see",
+    returns=out.CoiHistory,
+)
 def coi_history(coi: str) -> Response:
     return jsonify(
         service.coi_history(sessions=ctx().sessions, coi=coi, principal=current_principal())

@@ -13,6 +13,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
+from coldchain.api import responses as out
 from coldchain.api.common import ctx
 from coldchain.api.openapi import build_openapi, endpoint
 from coldchain.ingest.mqtturl import parse_mqtt_url
@@ -93,7 +94,12 @@ def _ingest_health() -> IngestHealth:
 
 
 @bp.get("/healthz")
-@endpoint("Database and broker state (no authentication)", response="healthy; 503 if not")
+@endpoint(
+    "Database and broker state (no authentication)",
+    response="healthy",
+    responses={503: "degraded: the body says which part is failing"},
+    returns=out.Health,
+)
 def healthz() -> tuple[Response, int]:
     database, broker, ingest = _database_state(), _broker_state(), _ingest_health()
     healthy = database == "ok" and broker == "ok" and not ingest.failing

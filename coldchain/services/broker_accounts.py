@@ -189,11 +189,17 @@ def acl_text(backend_usernames: Iterable[str], local_rules: str = "") -> str:
 # Files.
 
 
-def write_atomically(path: Path, text: str, mode: int) -> None:
-    """Replace a file in one step (temp file + rename), keeping an existing file's owner."""
+def write_atomically(path: Path, text: str, mode: int, *, private: bool = False) -> None:
+    """Replace a file in one step (temp file + rename).
+
+    A new file gets `mode`; an existing one keeps its owner, group and mode (a private file
+    never readable by others), so that a file given to Mosquitto's user stays its own.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        owner: tuple[int, int] | None = (path.stat().st_uid, path.stat().st_gid)
+        before = path.stat()
+        owner: tuple[int, int] | None = (before.st_uid, before.st_gid)
+        mode = before.st_mode & (0o770 if private else 0o777)
     except FileNotFoundError:
         owner = None
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -267,7 +273,7 @@ def _rewrite(
     try:
         # The ACL first: a new account is usable only once its password is written.
         write_atomically(files.acl_file, acl_text(backends, local), 0o644)
-        write_atomically(files.password_file, render_password_file(entries), 0o600)
+        write_atomically(files.password_file, render_password_file(entries), 0o600, private=True)
     except OSError as exc:
         raise BrokerFileError(f"cannot write the broker files: {exc}") from exc
     return existed

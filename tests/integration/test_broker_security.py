@@ -368,3 +368,27 @@ def test_simulated_loggers_connect_over_tls_each_with_its_own_password(
         worker.stop()
     assert "connection refused" not in devices.log()
     assert "L-1 connected to" in devices.log() and "L-2 connected to" in devices.log()
+
+
+def test_rewrites_keep_each_files_owner_and_mode_and_leave_no_temporary_file(
+    tmp_path: Path, sessions: sessionmaker[Session]
+) -> None:
+    folder = tmp_path / "broker"
+    files = BrokerFiles(folder / "passwd", folder / "acl")
+    provision_logger(sessions=sessions, files=files, logger_id="L-1")
+    assert oct(files.password_file.stat().st_mode & 0o777) == "0o600"
+    assert oct(files.acl_file.stat().st_mode & 0o777) == "0o644"
+    # As an operator gives them to Mosquitto's user (Debian: root:mosquitto 0640); a
+    # password file made readable by others loses that on the next rewrite.
+    files.password_file.chmod(0o644)
+    files.acl_file.chmod(0o640)
+    if os.geteuid() == 0:
+        for path in (files.password_file, files.acl_file):
+            os.chown(path, 65534, 65534)
+    provision_logger(sessions=sessions, files=files, logger_id="L-2")
+    assert oct(files.password_file.stat().st_mode & 0o777) == "0o640"
+    assert oct(files.acl_file.stat().st_mode & 0o777) == "0o640"
+    if os.geteuid() == 0:
+        assert (files.password_file.stat().st_uid, files.acl_file.stat().st_gid) == (65534, 65534)
+    assert sorted(p.name for p in folder.iterdir()) == ["acl", "passwd", "passwd.lock"]
+    assert set(parse_password_file(files.password_file.read_text())) == {"L-1", "L-2"}

@@ -1,0 +1,177 @@
+"""The JSON shapes the API answers with, for the OpenAPI document.
+
+They describe what `coldchain.services.views` and the services return; nothing builds a
+response through them. The fuzz test (tests/api/test_fuzz_openapi.py) checks every answer
+against them, so a field that changes type or disappears fails it. Objects may gain fields
+(extra keys are allowed); a client must ignore what it does not know.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+# RFC 3339 strings ending in Z (CONTRACT: times are UTC); a string of format date-time.
+Time = datetime
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Reading(Out):
+    logger_id: str
+    time: Time
+    received_at: Time
+    temp_c: float | None
+
+
+class Excursion(Out):
+    id: int
+    shipment_id: int
+    logger_id: str
+    kind: Literal["HIGH", "LOW", "SIGNAL_LOSS"]
+    started_at: Time
+    ended_at: Time | None
+    peak_c: float | None
+    duration_s: float
+    status: Literal["OPEN", "CLOSED"]
+    resolution: str | None
+    version: int
+    disposition: str | None
+    disposition_current: bool
+    detected_at: Time
+    updated_at: Time
+
+
+class Signature(Out):
+    printed_name: str
+    username: str
+    meaning: str
+    signed_at: Time
+    record_hash: str
+    valid: bool
+
+
+class ExcursionDetail(Excursion):
+    dispositions: list[dict[str, Any]]
+
+
+class Handoff(Out):
+    seq: int
+    transition: str
+    from_party: str
+    to_party: str
+    location: str
+    seal_id: str
+    seal_changed_from: str | None
+    seal_change_reason: str | None
+    condition: str
+    notes: str | None
+    at: Time
+    signature: Signature
+
+
+class Receipt(Out):
+    decision: Literal["accept", "reject", "quarantine"]
+    reason: str | None
+    at: Time
+    signature: Signature
+
+
+class ShipmentSummary(Out):
+    id: int
+    coi: str
+    profile: str
+    origin_site: str
+    destination_site: str
+    status: str
+    version: int
+    loggers: list[str]
+    seal_id: str | None
+    packing_seal_id: str | None
+    leg: str | None
+    holder: str | None
+    monitoring_from: Time
+    monitoring_until: Time | None
+    created_at: Time
+
+
+class Shipment(ShipmentSummary):
+    custody: list[Handoff]
+    receipts: list[Receipt]
+    excursions: list[Excursion]
+    latest_reading: Reading | None
+    linked_legs: list[dict[str, Any]]
+
+
+class CoiHistory(Out):
+    coi: str
+    legs: list[Shipment]
+
+
+class HistoryStep(Out):
+    at: Time
+    type: str
+
+
+class AuditEvent(Out):
+    seq: int
+    at: Time
+    actor: str
+    action: str
+    entity: str
+    entity_id: str
+    old_values: dict[str, Any] | None
+    new_values: dict[str, Any] | None
+    reason: str | None
+    request_id: str | None
+    prev_hash: str
+    hash: str
+
+
+class AuditVerification(Out):
+    ok: bool
+    events: int
+    head_seq: int | None
+    head_hash: str | None
+    first_bad_seq: int | None
+    problem: str | None
+
+
+class Checkpoint(Out):
+    seq: int
+    hash: str
+    at: str
+    public_key: str
+    signature: str
+
+
+class DeadLetter(Out):
+    id: int
+    message_id: int
+    reason: str
+    detail: str | None
+    record_index: int | None
+    topic: str
+    logger_id: str | None
+    received_at: Time
+    payload: str
+    payload_encoding: Literal["utf-8", "base64"]
+
+
+class Logger(Out):
+    id: str
+    model: str | None
+    firmware: str | None
+    online: bool | None
+    status_at: Time | None
+    created_at: Time
+
+
+class Health(Out):
+    status: Literal["ok", "degraded"]
+    database: str
+    broker: str
