@@ -762,6 +762,7 @@ HTTP_CASES: list[tuple[str, Call, int, str | None, str | None]] = [
         "limit",
     ),
     ("offset-minus-5", get("coord", S + "?offset=-5"), 400, "invalid", "offset"),
+    ("offset-10-to-30", get("coord", S + f"?offset={10**30}"), 400, "invalid", "offset"),
     ("page-abc", get("coord", S + "?page=abc"), 400, "invalid", "page"),
     # Path traversal and absurd ids.
     ("shipment-id-traversal", get("coord", S + "/..%2f..%2fetc%2fpasswd"), 404, "not-found", None),
@@ -773,7 +774,15 @@ HTTP_CASES: list[tuple[str, Call, int, str | None, str | None]] = [
         "not-found",
         None,
     ),
+    ("shipment-id-30-digits", get("coord", S + "/" + "9" * 30), 404, "not-found", None),
     ("shipment-id-negative", get("coord", S + "/-1"), 404, "not-found", None),
+    (
+        "excursion-id-30-digits",
+        post("qa", "/api/v1/excursions/" + "9" * 30 + "/disposition", lambda s: {}),
+        404,
+        "not-found",
+        None,
+    ),
     # Roles and tokens.
     ("courier-creates-a-shipment", post("courier", S, create()), 403, "forbidden", None),
     ("auditor-creates-a-shipment", post("auditor", S, create()), 403, "forbidden", None),
