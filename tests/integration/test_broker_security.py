@@ -144,8 +144,14 @@ def test_a_logger_cannot_read_another_loggers_acks(secured: Secured) -> None:
     try:
         # Mosquitto 2.0 grants every SUBSCRIBE and checks the ACL on each message it would
         # deliver: what matters is that nothing of another logger's ever arrives.
-        snoop.subscribe(ACK.format("L-2"), "coldchain/v1/loggers/+/ack", "coldchain/v1/#")
+        snoop.subscribe(
+            ACK.format("L-2"),
+            "coldchain/v1/loggers/+/ack",
+            "coldchain/v1/#",
+            "$share/snoop/coldchain/v1/loggers/+/readings",
+        )
         owner.subscribe(ACK.format("L-2"))
+        assert owner.publish(READINGS.format("L-2"), b"reading of L-2") == 0
         assert backend.publish(ACK.format("L-2"), b"for L-2") == 0
         assert backend.publish(ACK.format("L-1"), b"for L-1") == 0
         owner.wait_for(ACK.format("L-2"), b"for L-2")
@@ -283,8 +289,9 @@ def _readings(sessions: sessionmaker[Session], logger_id: str) -> int:
 
 
 @pytest.mark.e2e
-def test_the_backend_account_ingests_over_tls_and_its_ack_helper_acks_the_logger(
-    secured: Secured, sessions: sessionmaker[Session], tmp_path: Path
+@pytest.mark.parametrize("tls", [True, False], ids=["mqtts", "mqtt"])
+def test_the_backend_account_ingests_and_its_ack_helper_acks_the_logger(
+    secured: Secured, sessions: sessionmaker[Session], tmp_path: Path, tls: bool
 ) -> None:
     broker, pw = secured.broker, secured.passwords
     ca = broker.certs / "ca.crt"
@@ -292,14 +299,18 @@ def test_the_backend_account_ingests_over_tls_and_its_ack_helper_acks_the_logger
         ["ingest"],
         {
             "COLDCHAIN_DATABASE_URL": secured.database_url,
-            "COLDCHAIN_MQTT_URL": broker.url(BACKEND, pw[BACKEND], tls=True),
-            "COLDCHAIN_MQTT_CA_FILE": str(ca),
+            "COLDCHAIN_MQTT_URL": broker.url(BACKEND, pw[BACKEND], tls=tls),
+            "COLDCHAIN_MQTT_CA_FILE": str(ca) if tls else "",
             "COLDCHAIN_INGEST_SESSION_EXPIRY_S": "60",
             "COLDCHAIN_INGEST_BATCH_MAX_MS": "20",
         },
         tmp_path / "worker.log",
     ).start()
-    logger = connect(broker.tls_port, "L-1", pw["L-1"], ca_file=ca)
+    logger = (
+        connect(broker.tls_port, "L-1", pw["L-1"], ca_file=ca)
+        if tls
+        else connect(broker.port, "L-1", pw["L-1"])
+    )
     try:
         worker.wait_for_log("connected to")
         logger.subscribe(ACK.format("L-1"))
