@@ -32,6 +32,8 @@ def fault_env(worker_env: dict[str, str], fault_broker: Mosquitto) -> dict[str, 
         "COLDCHAIN_MQTT_URL": fault_broker.url,
         "COLDCHAIN_INGEST_BATCH_MAX_MS": "100",
         "COLDCHAIN_INGEST_RETIRE_SCAN": "2",
+        # A database that comes back is used again within 2 s, not 30 (the default).
+        "COLDCHAIN_INGEST_RETRY_MAX_BACKOFF_S": "2",
     }
 
 

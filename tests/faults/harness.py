@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -302,3 +303,25 @@ def start_worker(
 
 def log_lines(path: Path, text: str) -> list[str]:
     return [line for line in path.read_text(errors="replace").splitlines() if text in line]
+
+
+def assert_unacked_since(loggers: Sequence[TracedLogger], marks: dict[str, int]) -> int:
+    """Every reading generated since `marks` is still in its logger's buffer (not acked).
+
+    The last reading of each logger may be between its record and its buffer: left out.
+    """
+    held = 0
+    for sim in loggers:
+        since = sim.generated_since(marks[sim.logger_id])[:-1]
+        missing = {reading.time for reading in since} - sim.buffered_times()
+        assert not missing, f"{sim.logger_id}: {len(missing)} readings acked while failing"
+        held += len(since)
+    return held
+
+
+def retry_delays(log_text: str) -> list[float]:
+    """The backoff delays of the worker's failed commits, in order (errors may span lines)."""
+    return [
+        float(delay)
+        for delay in re.findall(r"not stored \(.*?\); retrying in ([0-9.]+)s", log_text, re.S)
+    ]
