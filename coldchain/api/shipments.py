@@ -135,9 +135,7 @@ def shipment_readings(shipment_id: int) -> Response:
 
 @bp.get("/shipments/<int:shipment_id>/excursions")
 @requires()
-@endpoint(
-    "A shipment's excursions", query=ExcursionQuery, csv=True, returns=list[out.Excursion]
-)
+@endpoint("A shipment's excursions", query=ExcursionQuery, csv=True, returns=list[out.Excursion])
 def shipment_excursions(shipment_id: int) -> Response:
     return _excursions(shipment_id)
 
