@@ -9,7 +9,7 @@ DEB_PACKAGES := mosquitto mosquitto-clients
 # The tests also run PostgreSQL clusters of their own (as the unprivileged `postgres` user).
 TEST_DEB_PACKAGES := postgresql chromium chromium-driver
 
-.PHONY: setup system-packages test-packages demo screenshots test lint typecheck pytest pytest-postgresql bench bench-quick bench-smoke bench-layout clean
+.PHONY: setup system-packages test-packages demo screenshots test lint typecheck pytest pytest-postgresql test-faults bench bench-quick bench-smoke bench-layout clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv --system-site-packages $(VENV) || { \
@@ -52,6 +52,13 @@ pytest-postgresql: setup test-packages
 	  --deselect tests/e2e/test_demo.py
 
 test: lint typecheck bench-smoke pytest pytest-postgresql
+
+# The fault tests alone (tests/faults: kill -9 of workers and broker, a locked or full
+# database, wrong clocks), on SQLite then PostgreSQL: about a minute each. `make test` runs
+# them already, once per engine, within `pytest` and `pytest-postgresql`.
+test-faults: setup test-packages
+	$(BIN)/python -m pytest -m faults tests/faults
+	COLDCHAIN_TEST_ENGINE=postgresql $(BIN)/python -m pytest -m faults tests/faults
 
 screenshots: setup test-packages
 	$(BIN)/python tools/screenshots.py

@@ -15,6 +15,8 @@ from coldchain.config import Settings
 from coldchain.ingest.status import WorkerStatus, read_ingest_health, status_path
 from tests.support.processes import Mosquitto
 
+pytestmark = pytest.mark.faults
+
 
 @pytest.fixture
 def client(settings: Settings, broker: Mosquitto) -> Iterator[FlaskClient]:
