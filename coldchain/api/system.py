@@ -95,7 +95,7 @@ def _ingest_health() -> IngestHealth:
 
 @bp.get("/healthz")
 @endpoint(
-    "Database and broker state (no authentication)",
+    "Database, broker and ingest workers' state (no authentication)",
     response="healthy",
     responses={503: "degraded: the body says which part is failing"},
     returns=out.Health,
