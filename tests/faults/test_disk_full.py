@@ -128,8 +128,11 @@ def test_a_full_disk_is_retried_with_backoff_unacked_reported_by_healthz_and_los
         assert health.get("/healthz").status_code == 200
         if database_url.startswith("sqlite"):
             # An emptied WAL must grow with the next commit: it cannot reuse its old pages.
-            with sqlite3.connect(database_url.removeprefix("sqlite:///"), timeout=30) as db:
+            db = sqlite3.connect(database_url.removeprefix("sqlite:///"), timeout=30)
+            try:
                 db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                db.close()
         filler = fill(small_disk)
         try:
             eventually(lambda: health.get("/healthz").status_code == 503, timeout_s=30)

@@ -13,7 +13,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.faults.harness import (
     account,
     eventually,
+    kill_tree,
     start_loggers,
+    start_worker,
     stored_count,
     wait_all_stored,
 )
@@ -61,3 +63,34 @@ def test_one_of_two_shared_subscription_workers_killed_loses_and_duplicates_noth
         code = supervisor.stop()
     assert code == 0, supervisor.log()
     account("one of two workers killed -9 three times", loggers, sessions)
+
+
+def test_a_worker_that_dies_for_good_has_its_share_brought_through_the_other_by_resends(
+    fault_broker: Mosquitto,
+    fault_env: dict[str, str],
+    sessions: sessionmaker[Session],
+    tmp_path: Path,
+) -> None:
+    # Two hosts, one worker each; the second host dies and does not come back. The broker
+    # keeps queueing the dead worker's share for its session (until it expires), and the
+    # loggers' resends of what was never acked reach the living worker in turn.
+    workers = [
+        start_worker(
+            fault_env, tmp_path / f"w{index}.log", ["ingest", "--worker-index", str(index)]
+        )
+        for index in (1, 2)
+    ]
+    loggers = []
+    try:
+        loggers = start_loggers(fault_broker.url, LOGGERS, interval_s=0.02, ack_timeout_s=1.0)
+        eventually(lambda: stored_count(sessions, LOGGERS) > 200, timeout_s=30)
+        kill_tree(workers[1])
+        before = stored_count(sessions, LOGGERS)
+        eventually(lambda: stored_count(sessions, LOGGERS) > before + 300, timeout_s=30)
+        wait_all_stored(sessions, loggers, timeout_s=60)
+    finally:
+        for sim in loggers:
+            sim.stop()
+        code = workers[0].stop()
+    assert code == 0, workers[0].log()
+    account("one of two workers killed -9 for good", loggers, sessions)
