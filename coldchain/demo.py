@@ -138,6 +138,8 @@ def run_demo(settings: Settings, *, http_port: int | None, duration_s: float | N
             "mqtt_url": f"mqtt://127.0.0.1:{mqtt_port}",
             "mqtt_protocol": broker.mqtt_version,
             "ingest_signal_loss_check_s": 10,
+            # The worker's state for /healthz, in the demo's folder (cleared on each run).
+            "ingest_status_dir": str(workdir / "run"),
         }
     )
     upgrade(database_url)
@@ -151,6 +153,7 @@ def run_demo(settings: Settings, *, http_port: int | None, duration_s: float | N
         "COLDCHAIN_MQTT_URL": settings["mqtt_url"],
         "COLDCHAIN_MQTT_PROTOCOL": broker.mqtt_version,
         "COLDCHAIN_INGEST_SIGNAL_LOSS_CHECK_S": "10",
+        "COLDCHAIN_INGEST_STATUS_DIR": str(settings["ingest_status_dir"]),
         "COLDCHAIN_SECRET_KEY": str(settings["secret_key"]),
     }
     stop = threading.Event()
