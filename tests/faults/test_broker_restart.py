@@ -19,7 +19,7 @@ from tests.faults.harness import (
     wait_all_stored,
 )
 from tests.support.mqtt import publish_paho, readings_topic
-from tests.support.processes import Mosquitto
+from tests.support.processes import ROOT, Mosquitto
 
 pytestmark = pytest.mark.faults
 
@@ -87,3 +87,18 @@ def test_broker_restarted_and_killed_while_loggers_publish_loses_and_duplicates_
         code = worker.stop()
     assert code == 0, worker.log()
     account("broker restarted twice and killed -9 twice", loggers, sessions)
+
+
+def test_the_shipped_broker_config_is_durable() -> None:
+    settings = {}
+    for line in (ROOT / "config" / "mosquitto.conf").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, _, value = line.partition(" ")
+            settings[key] = value.strip()
+    # Sessions and queued messages kept across restarts, saved every few seconds; nothing
+    # dropped for a slow or absent worker.
+    assert settings["persistence"] == "true"
+    assert 0 < int(settings["autosave_interval"]) <= 10
+    assert "autosave_on_changes" not in settings
+    assert settings["max_queued_messages"] == "0" and settings["max_queued_bytes"] == "0"
+    assert settings["max_inflight_messages"] == "0"
