@@ -87,6 +87,10 @@ def parse_body(model: type[BaseModel]) -> Any:
 
 def parse_query(model: type[BaseModel]) -> Any:
     """Validate the query string against a model; a 400 names the first bad parameter."""
+    for name, values in request.args.lists():
+        # `?status=a&status=b` has no single meaning: refuse it rather than pick one.
+        if len(values) > 1:
+            raise ApiError(400, "invalid", f"{name}: given {len(values)} times, once at most", name)
     try:
         return model.model_validate(request.args.to_dict())
     except PydanticValidationError as exc:

@@ -24,6 +24,16 @@ def _rfc3339_text(value: Any) -> Any:
     return value
 
 
+def _integer_text(value: Any) -> Any:
+    # A query string's "0.0" or "1e3" would pass as an integer in pydantic's lax mode.
+    if isinstance(value, str) and not value.lstrip("-").isdigit():
+        raise ValueError("must be a whole number written in digits")
+    return value
+
+
+# An integer in a query string: digits only.
+QueryInt = Annotated[int, BeforeValidator(_integer_text)]
+
 # A time in a query string or body: RFC 3339 with a time zone.
 Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
 
@@ -62,8 +72,8 @@ class LoggerCreate(Strict):
 
 
 class Page(Strict):
-    limit: int | None = Field(default=None, ge=1, description=PAGE_SIZE)
-    offset: int = Field(default=0, ge=0, le=MAX_INT64)
+    limit: QueryInt | None = Field(default=None, ge=1, description=PAGE_SIZE)
+    offset: QueryInt = Field(default=0, ge=0, le=MAX_INT64)
     format: Literal["json", "csv"] = "json"
 
 
@@ -156,6 +166,6 @@ class AuditQuery(Strict):
     action: str | None = Field(default=None, description='e.g. "shipment.accept" or "shipment"')
     since: Rfc3339 | None = None
     until: Rfc3339 | None = None
-    limit: int | None = Field(default=None, ge=1, description=PAGE_SIZE)
-    offset: int = Field(default=0, ge=0, le=MAX_INT64)
+    limit: QueryInt | None = Field(default=None, ge=1, description=PAGE_SIZE)
+    offset: QueryInt = Field(default=0, ge=0, le=MAX_INT64)
     format: Literal["json", "csv", "jsonl"] = "json"

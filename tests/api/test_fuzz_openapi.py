@@ -1,15 +1,21 @@
 """Fuzz every endpoint of /api/v1/openapi.json with schemathesis, as every role.
 
-Each generated request is sent once per role's token. No answer may be a 5xx, every answer
-must match the OpenAPI document (status, content type, body schema), and a request that
-breaks the document's schema must be refused. The database holds shipments, readings and an
-excursion (ids 1 and 2), so generated ids sometimes hit real records; the app talks to a real
-broker, so /healthz is healthy.
+Each generated request, valid or deliberately not (schemathesis' positive and negative
+modes), is sent once per role's token. No answer may be a 5xx, and every answer must match
+the OpenAPI document: its status, content type, headers and body schema. The database holds
+shipments, readings and an excursion (ids 1 and 2), so generated ids sometimes hit real
+records; the app talks to a real broker, so /healthz is healthy.
 
-One of schemathesis' checks is left out: `positive_data_acceptance` expects every
-schema-valid request to succeed, but the domain refuses schema-valid requests by rules no
-JSON schema states (a COI's check character, an unknown site, a broken custody chain, a
-stale version), with a 4xx that names the field.
+Two of schemathesis' checks are left out, and why:
+- `positive_data_acceptance` expects every schema-valid request to succeed, but the domain
+  refuses schema-valid requests by rules no JSON schema states (a COI's check character, an
+  unknown site, a broken custody chain, a stale version), with a 4xx that names the field.
+- `negative_data_rejection` expects every schema-violating request to be refused, but in a
+  query string a generated boolean `false` or a one-item array `["csv"]` goes on the wire
+  exactly as the valid strings "false" and "csv": it failed at random on such cases. The
+  bad-input catalogue (test_bad_input_catalogue.py) pins the refusals instead, each with its
+  exact status and code. The real findings of that check are fixed and kept there or in
+  test_shipments_api.py: "0.5" taken as a time, "0.0" as an offset, a parameter given twice.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import pytest
 import schemathesis
 from flask import Flask, testing
 from hypothesis import HealthCheck, settings
-from schemathesis.checks import positive_data_acceptance
+from schemathesis.checks import negative_data_rejection, positive_data_acceptance
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.test import TestResponse
 
@@ -76,7 +82,10 @@ def test_no_request_of_any_role_gets_a_server_error_or_breaks_the_schema(
     case: schemathesis.Case, world: World
 ) -> None:
     for user in ROLE_USERS:
-        case.call_and_validate(headers=world.auth(user), excluded_checks=[positive_data_acceptance])
+        case.call_and_validate(
+            headers=world.auth(user),
+            excluded_checks=[positive_data_acceptance, negative_data_rejection],
+        )
 
 
 def test_every_success_of_the_vein_to_vein_flow_matches_the_document(
