@@ -99,7 +99,20 @@ class ShipmentSummary(Out):
     created_at: Time
 
 
+class Alarm(Out):
+    id: int
+    shipment_id: int
+    logger_id: str | None
+    kind: Literal["BUDGET_SPENT", "RATE_OF_CHANGE", "PREDICTED"]
+    severity: Literal["info", "warning", "critical"]
+    at: Time
+    status: Literal["OPEN", "CLEARED"]
+    cleared_at: Time | None
+    detail: dict[str, Any]
+
+
 class Shipment(ShipmentSummary):
+    alarms: list[Alarm]
     custody: list[Handoff]
     receipts: list[Receipt]
     excursions: list[Excursion]

@@ -288,6 +288,7 @@ def _window(shipment: Shipment) -> Any:
 
 def detail(session: Session, shipment: Shipment, now: int | None = None) -> dict[str, Any]:
     """The shipment as GET shows it: custody chain, receipts, excursions, latest reading."""
+    from coldchain.services.alarms import shipment_alarms
     from coldchain.services.custody import custody_view
 
     now = now_us() if now is None else now
@@ -306,6 +307,7 @@ def detail(session: Session, shipment: Shipment, now: int | None = None) -> dict
     body["latest_reading"] = None if latest is None else reading_view(latest)
     body["excursions"] = [excursion_view(e, now_us=now) for e in excursions]
     body.update(custody_view(session, shipment))
+    body["alarms"] = shipment_alarms(session, shipment.id)
     body["linked_legs"] = [
         {"id": other.id, "leg": other.leg, "status": other.status}
         for other in session.scalars(

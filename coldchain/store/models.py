@@ -295,6 +295,37 @@ class Excursion(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class Alarm(Base):
+    """A warning about a shipment that is not a temperature excursion of the contract's kinds.
+
+    Kinds (issue 9): BUDGET_SPENT (the profile's stability budget of time out of range is
+    used up), RATE_OF_CHANGE (a reading rose faster than the profile allows), PREDICTED (the
+    product is estimated to cross its limit before the planned arrival). An alarm is
+    identified by (shipment_id, logger_id, kind, at_us): raising the same one again changes
+    nothing. `at_us` is a reading's time (or the estimate's), never the wall clock's.
+    """
+
+    __tablename__ = "alarms"
+    __table_args__ = (
+        Index("uq_alarms_identity", "shipment_id", "logger_id", "kind", "at_us", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shipment_id: Mapped[int] = mapped_column(ForeignKey("shipments.id"))
+    # Empty string, not NULL, for an alarm about the whole shipment: NULLs would escape
+    # the unique index on both engines.
+    logger_id: Mapped[str] = mapped_column(String(64), default="")
+    kind: Mapped[str] = mapped_column(String(30))
+    severity: Mapped[str] = mapped_column(String(20))
+    at_us: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(10), default="OPEN")  # OPEN | CLEARED
+    cleared_us: Mapped[int | None] = mapped_column(BigInteger)
+    # JSON object: what the alarm is about (figures, limits, the estimate...).
+    detail_json: Mapped[str] = mapped_column(Text, default="{}")
+    raised_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class DeadLetterMessage(Base):
     """A message with at least one refused part, kept whole and unchanged."""
 
