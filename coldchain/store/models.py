@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -111,6 +112,11 @@ class Logger(Base):
     online: Mapped[bool | None] = mapped_column(Boolean)
     status_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Calibration (a UTC calendar day): valid through calibration_due; None is unknown
+    # (loggers registered before fleet care, or without a date).
+    calibration_due: Mapped[date | None] = mapped_column(Date)
+    calibrated_on: Mapped[date | None] = mapped_column(Date)
+    calibration_certificate: Mapped[str | None] = mapped_column(String(100))
 
 
 class Shipment(Base):
