@@ -197,7 +197,7 @@ def verify_database(
 
 
 # Settings kept out of the trail: secrets, and URLs that may carry credentials.
-UNAUDITED_SETTINGS = frozenset({"secret_key", "database_url", "mqtt_url"})
+UNAUDITED_SETTINGS = frozenset({"secret_key", "database_url", "mqtt_url", "alerts_smtp_password"})
 
 
 def settings_snapshot(values: Mapping[str, Any], profiles: Mapping[str, Any]) -> dict[str, Any]:
