@@ -332,6 +332,76 @@ class Alarm(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class AlertSubscription(Base):
+    """Who gets alerts out (issue 9): a webhook or an e-mail address, per site and severity."""
+
+    __tablename__ = "alert_subscriptions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(10))  # webhook | email
+    target: Mapped[str] = mapped_column(Text)  # URL or e-mail address
+    # The webhook's HMAC key: needed in clear to sign, so never shown after creation.
+    secret: Mapped[str | None] = mapped_column(String(200))
+    site_id: Mapped[str | None] = mapped_column(ForeignKey("sites.id"))  # null: every site
+    min_severity: Mapped[str] = mapped_column(String(20))
+    alert_types: Mapped[str] = mapped_column(Text, default="")  # comma-separated; "": all
+    # The audit seq of its creation: only later events are sent to it.
+    from_seq: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(100))
+    # Kept when removed, so that its delivery log still names it.
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AlertDelivery(Base):
+    """One alert (an audit event) to one subscription; its body is fixed at creation."""
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (
+        # The idempotency key: an event reaches a subscription once, whatever restarts.
+        Index("uq_alert_deliveries_event", "subscription_id", "audit_seq", unique=True),
+        Index("ix_alert_deliveries_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("alert_subscriptions.id"))
+    audit_seq: Mapped[int] = mapped_column(Integer)
+    alert_type: Mapped[str] = mapped_column(String(30))
+    severity: Mapped[str] = mapped_column(String(20))
+    shipment_id: Mapped[int] = mapped_column(Integer)
+    body: Mapped[str] = mapped_column(Text)  # the JSON sent, the same on every attempt
+    status: Mapped[str] = mapped_column(String(10))  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AlertAttempt(Base):
+    """The delivery log: one row per attempt to send an alert, with what came back."""
+
+    __tablename__ = "alert_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("alert_deliveries.id"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    outcome: Mapped[str] = mapped_column(String(10))  # delivered | retry | failed
+    detail: Mapped[str] = mapped_column(Text)  # HTTP status, SMTP reply or the error
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AlertCursor(Base):
+    """How far the alert dispatcher has read the audit trail (one row)."""
+
+    __tablename__ = "alert_cursor"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class DeadLetterMessage(Base):
     """A message with at least one refused part, kept whole and unchanged."""
 
