@@ -212,16 +212,74 @@ def loggers() -> None:
 @click.argument("logger_id")
 @click.option("--model", default=None)
 @click.option("--firmware", default=None)
+@click.option(
+    "--calibration-due",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="Calibration valid through this day (UTC), YYYY-MM-DD; without it: unknown.",
+)
 @pass_ctx
-def loggers_add(context: Context, logger_id: str, model: str | None, firmware: str | None) -> None:
+def loggers_add(
+    context: Context,
+    logger_id: str,
+    model: str | None,
+    firmware: str | None,
+    calibration_due: Any,
+) -> None:
     """Register a logger so that its readings are accepted."""
     from coldchain.services.accounts import add_logger
 
     try:
-        add_logger(sessions=context.sessions(), logger_id=logger_id, model=model, firmware=firmware)
+        add_logger(
+            sessions=context.sessions(),
+            logger_id=logger_id,
+            model=model,
+            firmware=firmware,
+            calibration_due=None if calibration_due is None else calibration_due.date(),
+        )
     except DomainError as exc:
         raise _fail(exc) from exc
     click.echo(f"logger {logger_id} added")
+
+
+@loggers.command("calibrate")
+@click.argument("logger_id")
+@click.option(
+    "--due",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    required=True,
+    help="Next calibration due (valid through that day, UTC), YYYY-MM-DD.",
+)
+@click.option("--certificate", default=None, help="The calibration certificate's reference.")
+@click.option(
+    "--on",
+    "calibrated_on",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="The day it was calibrated, YYYY-MM-DD; default today (UTC).",
+)
+@pass_ctx
+def loggers_calibrate(
+    context: Context, logger_id: str, due: Any, certificate: str | None, calibrated_on: Any
+) -> None:
+    """Record a logger's calibration and its next due date (audited: logger.calibrated)."""
+    from coldchain.services import fleet
+
+    try:
+        view = fleet.record_calibration(
+            sessions=context.sessions(),
+            logger_id=logger_id,
+            calibrated_on=None if calibrated_on is None else calibrated_on.date(),
+            certificate=certificate,
+            next_due=due.date(),
+            policy=fleet.policy_from_settings(context.settings.values),
+        )
+    except DomainError as exc:
+        raise _fail(exc) from exc
+    click.echo(
+        f"logger {logger_id} calibrated on {view['calibrated_on']}, "
+        f"next due {view['calibration_due']}"
+    )
 
 
 def _broker_files(context: Context) -> Any:
@@ -605,3 +663,42 @@ def report_excursions(
     target = out or Path(f"excursions.{fmt}")
     target.write_bytes(body)
     click.echo(f"{len(rows)} excursions written to {target}", err=True)
+
+
+@main.group("export")
+def export_group() -> None:
+    """Exports for other systems."""
+
+
+@export_group.command("epcis")
+@click.argument("shipment_id", type=int)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="File to write (default: stdout).",
+)
+@pass_ctx
+def export_epcis(context: Context, shipment_id: int, out: Path | None) -> None:
+    """Write a shipment's GS1 EPCIS 2.0 document (JSON-LD)."""
+    from coldchain.services.accounts import Principal
+    from coldchain.services.epcis import shipment_epcis
+
+    # The command line runs with the database's own rights: it sees every site, read-only.
+    reader = Principal(0, "system:cli", "coldchain command line", Role.AUDITOR, None)
+    try:
+        document = shipment_epcis(
+            sessions=context.sessions(),
+            shipment_id=shipment_id,
+            principal=reader,
+            base_uri=str(context.settings["epcis_base_uri"]),
+        )
+    except DomainError as exc:
+        raise _fail(exc) from exc
+    text = json.dumps(document, indent=2) + "\n"
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    out.write_text(text, encoding="utf-8")
+    events = len(document["epcisBody"]["eventList"])
+    click.echo(f"{events} EPCIS events of shipment {shipment_id} written to {out}", err=True)

@@ -8,10 +8,10 @@ against them, so a field that changes type or disappears fails it. Objects may g
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 # RFC 3339 strings ending in Z (CONTRACT: times are UTC); a string of format date-time.
 Time = datetime
@@ -182,9 +182,40 @@ class Logger(Out):
     online: bool | None
     status_at: Time | None
     created_at: Time
+    battery_pct: float | None
+    battery_at: Time | None
+    battery_low: bool
+    calibration_due: date | None
+    calibrated_on: date | None
+    calibration_certificate: str | None
+    calibration: Literal["valid", "overdue", "unknown"]
+
+
+class FleetWarning(Out):
+    code: Literal["logger-battery-low", "logger-calibration-unknown"]
+    logger_id: str
+    message: str
+
+
+class CreatedShipment(Shipment):
+    warnings: list[FleetWarning]
 
 
 class Health(Out):
     status: Literal["ok", "degraded"]
     database: str
     broker: str
+
+
+class EpcisBody(Out):
+    eventList: list[dict[str, Any]]
+
+
+class EpcisDocument(Out):
+    """A GS1 EPCIS 2.0 JSON-LD document; its events are checked against GS1's schema in tests."""
+
+    context: list[Any] = Field(alias="@context")
+    type: Literal["EPCISDocument"]
+    schemaVersion: Literal["2.0"]
+    creationDate: Time
+    epcisBody: EpcisBody

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
@@ -29,6 +29,20 @@ def _integer_text(value: Any) -> Any:
     if isinstance(value, str) and not value.lstrip("-").isdigit():
         raise ValueError("must be a whole number written in digits")
     return value
+
+
+def _iso_date_text(value: Any) -> Any:
+    # Pydantic would take 1764000000 as a day, or a full time as its date; a calendar day
+    # (a calibration due date) is written YYYY-MM-DD and nothing else.
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or len(value) != 10:
+        raise ValueError("must be a calendar date written YYYY-MM-DD, e.g. 2027-01-31")
+    return value
+
+
+# A calendar day (UTC) in a body: YYYY-MM-DD.
+IsoDate = Annotated[date, BeforeValidator(_iso_date_text)]
 
 
 # An integer in a query string: digits only.
@@ -69,6 +83,31 @@ class LoggerCreate(Strict):
     id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
     model: str | None = Field(default=None, max_length=100)
     firmware: str | None = Field(default=None, max_length=100)
+    calibration_due: IsoDate | None = Field(
+        default=None, description="valid through this day (UTC); none: calibration unknown"
+    )
+
+
+class LoggerUpdate(Strict):
+    """PATCH /api/v1/loggers/{logger_id}: only the fields given change; null clears one."""
+
+    model: str | None = Field(default=None, max_length=100)
+    firmware: str | None = Field(default=None, max_length=100)
+    calibration_due: IsoDate | None = Field(
+        default=None, description="valid through this day (UTC); null: calibration unknown"
+    )
+
+
+class CalibrationCreate(Strict):
+    """POST /api/v1/loggers/{logger_id}/calibration: a calibration done."""
+
+    calibrated_on: IsoDate | None = Field(
+        default=None, description="the day it was calibrated (UTC), today if absent"
+    )
+    certificate: str | None = Field(
+        default=None, min_length=1, max_length=100, description="calibration certificate ref."
+    )
+    calibration_due: IsoDate = Field(description="next calibration due (valid through that day)")
 
 
 class Page(Strict):

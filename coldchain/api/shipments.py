@@ -24,6 +24,7 @@ from coldchain.domain.custody import Decision, Disposition
 from coldchain.domain.roles import Role
 from coldchain.services import custody
 from coldchain.services import shipments as service
+from coldchain.services.fleet import policy_from_settings
 from coldchain.services.signing import SignatureInput
 from coldchain.services.views import EXCURSION_FIELDS
 
@@ -55,8 +56,8 @@ EXCURSION_COLUMNS = list(EXCURSION_FIELDS)
     "Create a shipment",
     body=ShipmentCreate,
     status=201,
-    response="the shipment",
-    returns=out.Shipment,
+    response="the shipment, with `warnings` (battery low, calibration unknown)",
+    returns=out.CreatedShipment,
 )
 def create_shipment() -> tuple[Response, int]:
     body: ShipmentCreate = parse_body(ShipmentCreate)
@@ -68,6 +69,7 @@ def create_shipment() -> tuple[Response, int]:
         profiles=app.settings.profiles,
         secret_key=app.settings.secret_key,
         request_id=request_id(),
+        fleet_policy=policy_from_settings(app.settings.values),
     )
     response = jsonify(shipment)
     response.headers["Location"] = f"/api/v1/shipments/{shipment['id']}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from datetime import date
 
 from argon2 import PasswordHasher
 from sqlalchemy import select
@@ -139,6 +140,7 @@ def add_logger(
     firmware: str | None = None,
     actor: str = SYSTEM_CLI,
     request_id: str | None = None,
+    calibration_due: date | None = None,
 ) -> Logger:
     """Register a logger so that its readings are accepted."""
     if not isinstance(logger_id, str) or not LOGGER_ID_RE.match(logger_id):
@@ -146,7 +148,13 @@ def add_logger(
     with sessions.begin() as session:
         if session.get(Logger, logger_id) is not None:
             raise ConflictError(f"logger {logger_id} exists already", field="id")
-        logger = Logger(id=logger_id, model=model, firmware=firmware, created_at=utcnow())
+        logger = Logger(
+            id=logger_id,
+            model=model,
+            firmware=firmware,
+            calibration_due=calibration_due,
+            created_at=utcnow(),
+        )
         session.add(logger)
         audit.record(
             session,
@@ -154,7 +162,11 @@ def add_logger(
             action="logger.registered",
             entity="logger",
             entity_id=logger_id,
-            new={"model": model, "firmware": firmware},
+            new={
+                "model": model,
+                "firmware": firmware,
+                "calibration_due": None if calibration_due is None else calibration_due.isoformat(),
+            },
             request_id=request_id,
         )
     return logger

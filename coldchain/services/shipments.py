@@ -11,11 +11,12 @@ from sqlalchemy import Select, and_, exists, func, or_, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from coldchain.domain.errors import ConflictError, NotFoundError, ValidationError
+from coldchain.domain.fleet import FleetPolicy
 from coldchain.domain.identity import parse_coi, patient_hash
 from coldchain.domain.lifecycle import FINISHED, Status
 from coldchain.domain.profiles import Profile
 from coldchain.domain.roles import Role
-from coldchain.services import audit, streaming
+from coldchain.services import audit, fleet, streaming
 from coldchain.services.accounts import Principal
 from coldchain.services.ingest import reevaluate_touched
 from coldchain.services.timefmt import now_us, rfc3339, to_us
@@ -70,8 +71,12 @@ def create_shipment(
     profiles: Mapping[str, Profile],
     secret_key: bytes,
     request_id: str | None = None,
+    fleet_policy: FleetPolicy | None = None,
 ) -> dict[str, Any]:
-    """Create a shipment, assign its loggers and evaluate readings already in its window."""
+    """Create a shipment, assign its loggers and evaluate readings already in its window.
+
+    The answer carries `warnings` (battery low, calibration unknown) that do not refuse it.
+    """
     coi = str(parse_coi(request.coi))
     if request.profile not in profiles:
         raise ValidationError(
@@ -114,6 +119,10 @@ def create_shipment(
                 field="loggers",
                 code="logger-in-use",
             )
+        # Judged on the day of assignment (UTC): a logger due today may still go out.
+        warnings = fleet.check_assignment(
+            session, request.loggers, policy=fleet_policy or FleetPolicy(), on=created.date()
+        )
         shipment = Shipment(
             coi=coi,
             profile=request.profile,
@@ -162,7 +171,9 @@ def create_shipment(
                 profiles=profiles,
                 now_us=now,
             )
-        return detail(session, shipment, now)
+        body = detail(session, shipment, now)
+        body["warnings"] = warnings
+        return body
 
 
 # Excursions that late readings showed were none: nothing for QA to decide.
