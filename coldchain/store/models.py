@@ -152,6 +152,13 @@ class Shipment(Base):
     monitoring_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    # LN2 dry shipper hold-time prediction (optional): when the product should arrive, the
+    # shipper's rated static hold and when it was charged, and the [prediction] settings as
+    # they were at creation (JSON), so that later readings are judged by the same rule.
+    planned_arrival: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    shipper_rated_hold_h: Mapped[float | None] = mapped_column(Float)
+    shipper_charged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    prediction_settings: Mapped[str | None] = mapped_column(Text)
 
     loggers: Mapped[list[ShipmentLogger]] = relationship(
         back_populates="shipment", order_by="ShipmentLogger.logger_id"
