@@ -1,0 +1,1 @@
+"""Alerts out: the dispatcher that sends webhooks and e-mail for audit events."""
