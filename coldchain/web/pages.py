@@ -24,7 +24,7 @@ from coldchain.domain.audit import Checkpoint
 from coldchain.domain.custody import Decision, Disposition
 from coldchain.domain.errors import DomainError, NotFoundError
 from coldchain.domain.roles import Role
-from coldchain.services import accounts, audit, board, checkpoints, custody, shipments
+from coldchain.services import accounts, audit, board, checkpoints, custody, fleet, shipments
 from coldchain.services.signing import SignatureInput
 from coldchain.services.timefmt import parse_rfc3339
 from coldchain.web import bp, current_user, signed_in
@@ -161,6 +161,7 @@ def new_shipment() -> Page:
                 profiles=app.settings.profiles,
                 secret_key=app.settings.secret_key,
                 request_id=request_id(),
+                fleet_policy=fleet.policy_from_settings(app.settings.values),
             )
         except DomainError as exc:
             error = exc
@@ -169,6 +170,8 @@ def new_shipment() -> Page:
                                 field="monitoring_from")  # fmt: skip
         else:
             flash(f"Shipment {created['id']} created for COI {created['coi']}.")
+            for warning in created["warnings"]:
+                flash(f"Warning: {warning['message']}.")
             return redirect(url_for("web.shipment_page", shipment_id=created["id"]))
     sites = accounts.list_sites(sessions=app.sessions)
     loggers = accounts.list_loggers(sessions=app.sessions)
@@ -192,7 +195,17 @@ def shipment_page(shipment_id: int) -> str:
     detail = shipments.get_shipment(
         sessions=ctx().sessions, shipment_id=shipment_id, principal=current_user()
     )
-    return render_template("shipment.html", s=detail)
+    policy = fleet.policy_from_settings(ctx().settings.values)
+    care = fleet.list_fleet(sessions=ctx().sessions, policy=policy, logger_ids=detail["loggers"])
+    return render_template("shipment.html", s=detail, care=care, policy=policy)
+
+
+@bp.get("/fleet")
+@signed_in(*REVIEWERS)
+def fleet_page() -> str:
+    policy = fleet.policy_from_settings(ctx().settings.values)
+    rows = fleet.list_fleet(sessions=ctx().sessions, policy=policy)
+    return render_template("fleet.html", rows=rows, policy=policy)
 
 
 @bp.get("/shipments/<int:shipment_id>/chart.json")

@@ -36,6 +36,7 @@ PAGES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/excursions"): REVIEWERS,
     ("GET", "/excursions/export.<fmt>"): REVIEWERS,
     ("GET", "/audit"): frozenset({A, Q, AU}),
+    ("GET", "/fleet"): REVIEWERS,
     ("POST", "/logout"): EVERYONE,
 }
 PUBLIC = {("GET", "/login"), ("POST", "/login"), ("GET", "/assets/<path:filename>")}
