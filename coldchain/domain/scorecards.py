@@ -3,8 +3,9 @@
 The custody chain says who held a shipment at every moment of its monitoring window: the
 origin site from the window's start to the first handoff, then each handoff's `to_party`
 until the next handoff, the last one until the window ends (receipt or cancellation) or,
-while it is still watched, until now. Everything a scorecard counts is attributed through
-that chain; the README's "Scorecards" section states each rule in words.
+while it is still watched, until now (or the end of an excursion timed ahead of now).
+Everything a scorecard counts is attributed through that chain; the README's "Scorecards"
+section states each rule in words.
 """
 
 from __future__ import annotations
@@ -93,7 +94,11 @@ class PartyShare:
 def custody_spans(history: ShipmentHistory, *, now_us: int) -> list[Span]:
     """Return who held the shipment when, in chain order, clipped to its monitoring window."""
     watch_from = history.monitoring_from_us
-    watch_until = history.monitoring_until_us if history.monitoring_until_us is not None else now_us
+    watch_until = history.monitoring_until_us
+    if watch_until is None:
+        # Still watched: until now, or until the latest excursion's end when a logger's clock
+        # runs ahead of ours (the contract accepts readings up to max_clock_skew_s ahead).
+        watch_until = max([now_us, *(e.end_us for e in history.excursions)])
     watch_until = max(watch_until, watch_from)
     links = sorted(history.links, key=lambda link: link.seq)
     holders = [(history.origin_site, watch_from)] + [(k.to_party, k.at_us) for k in links]

@@ -75,11 +75,12 @@ def scorecard_facts(
         sites = session.scalars(select(Site).order_by(Site.id)).all()
         site_ids = {site.id for site in sites}
         courier_ids = sorted({s.party for s in shares} - site_ids)
-        names = dict(
-            session.execute(
+        names = {
+            username: full_name
+            for username, full_name in session.execute(
                 select(User.username, User.full_name).where(User.username.in_(courier_ids))
-            ).tuples()
-        )
+            )
+        }
     parties = [Party(site.id, SITE, site.kind, site.name) for site in sites]
     parties += [Party(c, COURIER, None, names.get(c, c)) for c in courier_ids]
     return ScorecardFacts(parties=parties, shares=shares, now_us=now)
@@ -106,13 +107,14 @@ def _histories(session: Session, chosen: Select[Any], now: int) -> list[rules.Sh
         )
     ):
         excursions[e.shipment_id].append(rules.Interval(e.kind, e.started_us, _end_us(e, now)))
-    loggers = dict(
-        session.execute(
+    loggers = {
+        shipment_id: int(count)
+        for shipment_id, count in session.execute(
             select(ShipmentLogger.shipment_id, func.count())
             .where(ShipmentLogger.shipment_id.in_(ids))
             .group_by(ShipmentLogger.shipment_id)
-        ).tuples()
-    )
+        )
+    }
     shipments = session.execute(
         select(
             Shipment.id,
@@ -122,7 +124,7 @@ def _histories(session: Session, chosen: Select[Any], now: int) -> list[rules.Sh
         )
         .where(Shipment.id.in_(ids))
         .order_by(Shipment.id)
-    ).tuples()
+    )
     return [
         rules.ShipmentHistory(
             shipment_id=shipment_id,

@@ -170,3 +170,9 @@ def test_the_frame_adds_up_shares_per_party_and_keeps_parties_with_no_shipments(
     assert type(rows["MFG-1"]["shipments"]) is int
     couriers = scorecard_rows(scorecard_frame(facts, "courier"))
     assert [r["party"] for r in couriers] == ["alice", "bob"]
+
+
+def test_an_excursion_timed_ahead_of_now_still_belongs_to_the_current_holder() -> None:
+    ahead = history(monitoring_until_us=None, excursions=(Interval("HIGH", 720 * S, 840 * S),))
+    shares = {s.party: s for s in party_shares(ahead, now_us=750 * S)}
+    assert shares["TC-1"].out_of_range_us == 120 * S and shares["TC-1"].custody_us == 140 * S
