@@ -219,3 +219,40 @@ class EpcisDocument(Out):
     schemaVersion: Literal["2.0"]
     creationDate: Time
     epcisBody: EpcisBody
+
+
+class AlertSubscription(Out):
+    id: int
+    channel: Literal["webhook", "email"]
+    target: str
+    site: str | None
+    min_severity: Literal["info", "warning", "critical"]
+    types: list[str]
+    has_secret: bool
+    from_seq: int
+    created_at: Time
+    created_by: str
+    removed_at: Time | None
+
+
+class AlertSubscriptionCreated(AlertSubscription):
+    secret: str | None
+
+
+class AlertAttempt(Out):
+    id: int
+    delivery_id: int
+    subscription_id: int
+    channel: Literal["webhook", "email"]
+    target: str
+    audit_seq: int
+    alert_type: str
+    severity: Literal["info", "warning", "critical"]
+    shipment_id: int
+    attempt: int
+    at: Time
+    outcome: Literal["delivered", "retry", "failed"]
+    detail: str
+    duration_ms: int
+    next_attempt_at: Time | None
+    delivery_status: Literal["pending", "delivered", "failed", "cancelled"]

@@ -311,7 +311,7 @@ def claim_due(*, sessions: sessionmaker[Session], now: datetime, lease_s: float)
             ).first()
             if row is None:
                 return None
-            delivery, subscription = row.tuple()
+            delivery, subscription = row
             claimed = session.execute(
                 update(AlertDelivery)
                 .where(
@@ -446,7 +446,7 @@ def list_attempts(
     if limit is not None:
         query = query.limit(limit)
     with sessions() as session:
-        rows = [_attempt_view(*row.tuple()) for row in session.execute(query)]
+        rows = [_attempt_view(*row) for row in session.execute(query)]
     yield from rows
 
 
