@@ -69,6 +69,11 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/audit/checkpoint"): only(ADMIN, QA, AUDITOR),
     ("GET", "/api/v1/audit/verify"): only(ADMIN, QA, AUDITOR),
     ("GET", f"{SHIPMENT}/history"): EVERYONE,
+    # Alerts out: the delivery log for reviewers, the subscriptions for administrators.
+    ("GET", "/api/v1/alerts/deliveries"): only(ADMIN, QA, AUDITOR),
+    ("GET", "/api/v1/alerts/subscriptions"): only(ADMIN),
+    ("POST", "/api/v1/alerts/subscriptions"): only(ADMIN),
+    ("DELETE", "/api/v1/alerts/subscriptions/<int:subscription_id>"): only(ADMIN),
 }
 
 # Routes answered without a token.
@@ -125,6 +130,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "signature": SIGNATURE,
     },
     ("POST", "/api/v1/loggers"): {"id": "L-NEW"},
+    ("POST", "/api/v1/alerts/subscriptions"): {"channel": "email", "target": "qa@example.org"},
 }
 
 PARAM = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
@@ -225,6 +231,7 @@ def params(
         "excursion_id": str(excursions[0]["id"]),
         "excursion_version": str(excursions[0]["version"]),
         "coi": COI,
+        "subscription_id": "1",
     }
 
 
