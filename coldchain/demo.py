@@ -172,6 +172,13 @@ def run_demo(settings: Settings, *, http_port: int | None, duration_s: float | N
         children.start(
             "worker", [sys.executable, "-m", "coldchain", "ingest"], env, workdir / "worker.log"
         )
+        # Alerts out: idle until a subscription is added (coldchain alerts add-webhook ...).
+        children.start(
+            "alerts",
+            [sys.executable, "-m", "coldchain", "alerts", "run"],
+            env,
+            workdir / "alerts.log",
+        )
         for scenario, logger_ids, ago_s in FLEET:
             extra = (
                 ["--silence-s", "30", "--backfill-s", str(ago_s)]
@@ -236,7 +243,8 @@ coldchain demo is running.
   API:      http://127.0.0.1:{http_port}/api/v1/shipments   (OpenAPI: /api/v1/openapi.json)
   health:   http://127.0.0.1:{http_port}/healthz    metrics: /metrics
   broker:   mqtt://127.0.0.1:{mqtt_port}   {broker.name}, MQTT {broker.mqtt_version}
-  alerts:   coldchain/v1/alerts/excursions
+  alerts:   coldchain/v1/alerts/excursions (MQTT); webhooks, e-mail: coldchain alerts
+            add-webhook URL, with COLDCHAIN_DATABASE_URL=sqlite:///{workdir}/demo.db
   logs, db: {workdir}
 Demo logins (user / password / API token):""")
     for username, (password, token) in logins.items():
