@@ -183,6 +183,28 @@ class LifeCycle:
             secret_key=self.settings.secret_key,
         )
 
+    def next_leg(
+        self, previous: dict[str, Any], logger_id: str, destination: str, ago_s: float
+    ) -> dict[str, Any]:
+        """Create the next leg of a COI: from the previous leg's destination, same patient."""
+        accounts.add_logger(sessions=self.sessions, logger_id=logger_id, model="SimLogger")
+        return shipments.create_shipment(
+            sessions=self.sessions,
+            request=shipments.NewShipment(
+                coi=previous["coi"],
+                profile="LN2_VAPOR",
+                origin_site=previous["destination_site"],
+                destination_site=destination,
+                loggers=[logger_id],
+                patient=DEMO_PATIENTS[previous["coi"]],
+                monitoring_from=datetime.now(UTC) - timedelta(seconds=ago_s),
+                seal_id=f"{previous['seal_id']}-FP",
+            ),
+            creator=self.who("coordinator"),
+            profiles=self.settings.profiles,
+            secret_key=self.settings.secret_key,
+        )
+
     def history(self, logger_id: str, ago_s: float, warm: bool = False) -> None:
         """Store a journey's readings, one a minute until a minute ago."""
         start = time.time() - ago_s
@@ -221,6 +243,12 @@ class LifeCycle:
         leg = self.hand("courier", leg, "courier")
         leg = self.hand("courier", leg, "MFG-1")
         self.receive(leg, Decision.ACCEPT, None, "mfg")
+        # Vein to vein: the same patient's final product, from manufacturing to the clinic.
+        final = self.next_leg(leg, "SIM-HIST-6", "TC-1", 3600)
+        self.history("SIM-HIST-6", 3600)
+        final = self.hand("courier", final, "courier")
+        final = self.hand("courier", final, "TC-1")
+        self.receive(final, Decision.ACCEPT, None, "clinic")
         # Quarantined at the clinic with an excursion awaiting QA.
         held = self.new(serial + 3, "SIM-HIST-3", "MFG-1", "TC-1", 2 * 3600)
         held = self.hand("courier", held, "courier")

@@ -42,10 +42,12 @@ def endpoint(
     csv: bool = False,
     responses: dict[int, str] | None = None,
     returns: Any = None,
+    media_type: str = "application/json",
 ) -> Callable[[F], F]:
     """Attach the OpenAPI description of a view: summary, body, query and response models.
 
-    `returns` is the JSON body's model (coldchain.api.responses), or `list[Model]`;
+    `returns` is the JSON body's model (coldchain.api.responses), or `list[Model]`, sent as
+    `media_type` (a JSON type: application/json, or e.g. application/ld+json);
     `responses` adds other statuses that answer with the same body (e.g. 503 for /healthz).
     """
 
@@ -59,6 +61,7 @@ def endpoint(
             "csv": csv,
             "responses": responses or {},
             "returns": returns,
+            "media_type": media_type,
         }
         return view
 
@@ -115,7 +118,7 @@ def _success(
         if "title" in schema and "properties" in schema:
             components["schemas"][schema["title"]] = schema
             schema = {"$ref": f"#/components/schemas/{schema['title']}"}
-        content["application/json"] = {"schema": schema}
+        content[meta.get("media_type", "application/json")] = {"schema": schema}
     formats: dict[str, Any] = next((p["schema"] for p in parameters if p["name"] == "format"), {})
     choices = set(formats.get("enum", [])) | {
         option.get("const") for option in formats.get("anyOf", [])

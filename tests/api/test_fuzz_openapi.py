@@ -153,6 +153,8 @@ def test_every_success_of_the_vein_to_vein_flow_matches_the_document(
         (f"/api/v1/coi/{shipment['coi']}", "/api/v1/coi/{coi}", "clinic1"),
         (f"{path}/history", "/api/v1/shipments/{shipment_id}/history", "auditor"),
         (f"{path}/readings", "/api/v1/shipments/{shipment_id}/readings", "qa"),
+        (f"{path}/epcis", "/api/v1/shipments/{shipment_id}/epcis", "clinic1"),
+        (f"/api/v1/coi/{shipment['coi']}/epcis", "/api/v1/coi/{coi}/epcis", "auditor"),
         ("/api/v1/audit?limit=50", "/api/v1/audit", "auditor"),
         ("/api/v1/audit/verify", "/api/v1/audit/verify", "auditor"),
         ("/api/v1/excursions", "/api/v1/excursions", "qa"),
@@ -175,4 +177,4 @@ def test_every_success_of_the_vein_to_vein_flow_matches_the_document(
         "/api/v1/loggers",
         client.post("/api/v1/loggers", json={"id": "L-NEW"}, headers=world.auth("admin")),
     )
-    assert len(seen) == 14
+    assert len(seen) == 16

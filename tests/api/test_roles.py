@@ -56,6 +56,8 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("POST", f"{SHIPMENT}/receipt"): only(CLINIC),
     ("POST", f"{SHIPMENT}/cancel"): only(ADMIN, COORDINATOR),
     ("GET", "/api/v1/coi/<string:coi>"): EVERYONE,
+    ("GET", f"{SHIPMENT}/epcis"): EVERYONE,
+    ("GET", "/api/v1/coi/<string:coi>/epcis"): EVERYONE,
     # Excursions.
     ("GET", "/api/v1/excursions"): EVERYONE,
     ("GET", EXCURSION): EVERYONE,
@@ -305,6 +307,8 @@ def test_a_request_without_a_token_is_refused_unless_the_route_is_public(
         "/api/v1/shipments/{shipment_id}/excursions",
         "/api/v1/excursions/{excursion_id}",
         "/api/v1/coi/{coi}",
+        "/api/v1/shipments/{shipment_id}/epcis",
+        "/api/v1/coi/{coi}/epcis",
     ],
 )
 def test_another_sites_clinic_gets_404_for_the_shipment(
