@@ -21,6 +21,11 @@ Edge cases decided here (the contract is silent on them):
   the window start and the shipment's creation; default: none). A logger with no reading is
   silent from then until now; when its first reading comes more than ``signal_loss_s``
   after ``silent_since_us``, that hole is a closed SIGNAL_LOSS (not a recovery).
+- The profile's ``startup_ignore_s`` moves the judged window's start later: readings in the
+  first ``startup_ignore_s`` of the monitoring window are not judged at all (while the
+  shipper settles), exactly as if the window began after them. Silence counts from the
+  judged start at the earliest. `detect_excursions` applies it to ``start_us`` and
+  `slice_query` to ``window_from_us``; a caller passes the monitoring window as it is.
 - Durations are compared with ``grace_s`` and ``signal_loss_s`` exactly as the reported
   ``duration_s`` values (``us / 1e6``), so a reported excursion always satisfies
   ``duration_s >= grace_s`` and a reported gap ``duration_s > signal_loss_s``.
@@ -135,14 +140,34 @@ def detect_excursions(
     """Find every excursion in one logger's readings, sorted by (started_us, kind).
 
     ``readings`` must be sorted by time with unique times (a violation inside the window
-    raises ValueError). Only readings with ``start_us <= t <= until_us`` count (a None bound
-    is no bound). The contract's signal losses are gaps between consecutive readings and
-    silence "until now": the time from ``start_us`` to the first reading is neither, but
-    silence from ``silent_since_us`` (when given) to the first reading is. The trailing loss
-    is judged only when ``now_us`` is given, from the latest reading or, with none, from
-    ``silent_since_us`` (default ``start_us``), and is closed at ``until_us`` once the window
-    has ended.
+    raises ValueError). Only readings with ``start_us + startup_ignore <= t <= until_us``
+    count (a None bound is no bound, and then nothing is ignored). The contract's signal
+    losses are gaps between consecutive readings and silence "until now": the time from
+    ``start_us`` to the first reading is neither, but silence from ``silent_since_us`` (when
+    given) to the first reading is. The trailing loss is judged only when ``now_us`` is given,
+    from the latest reading or, with none, from ``silent_since_us`` (default ``start_us``),
+    and is closed at ``until_us`` once the window has ended.
     """
+    return _detect(
+        readings,
+        profile,
+        start_us=None if start_us is None else profile.judged_from_us(start_us),
+        until_us=until_us,
+        now_us=now_us,
+        silent_since_us=silent_since_us,
+    )
+
+
+def _detect(
+    readings: Sequence[tuple[int, float]],
+    profile: Profile,
+    *,
+    start_us: int | None,
+    until_us: int | None,
+    now_us: int | None,
+    silent_since_us: int | None,
+) -> list[Excursion]:
+    """Find the excursions of the readings from start_us (already judged: no ignore)."""
     grace_us = _first_us(profile.grace_s, lambda s: s >= profile.grace_s)
     loss_us = _first_us(profile.signal_loss_s, lambda s: s > profile.signal_loss_s)
     high_above = math.inf if profile.max_c is None else profile.max_c
@@ -309,10 +334,16 @@ def slice_query(
     window_until_us: int | None,
     touched_from_us: int,
     touched_until_us: int,
+    startup_ignore_s: float = 0.0,
 ) -> SliceQuery:
-    """Return what re-evaluating readings newly stored in [touched_from, touched_until] reads."""
+    """Return what re-evaluating readings newly stored in [touched_from, touched_until] reads.
+
+    The window is the monitoring window; its first ``startup_ignore_s`` (the profile's) are
+    left out of the query's window, so nothing in them is read or judged.
+    """
     if touched_from_us > touched_until_us:
         raise ValueError("touched span ends before it starts")
+    window_from_us += round(startup_ignore_s * _US_PER_S)
     return SliceQuery(
         _clamp(touched_from_us, window_from_us, window_until_us),
         _clamp(touched_until_us, window_from_us, window_until_us),
@@ -352,6 +383,7 @@ def reevaluate(
         window_until_us=window_until_us,
         touched_from_us=touched_from_us,
         touched_until_us=touched_until_us,
+        startup_ignore_s=profile.startup_ignore_s,
     )
     return reevaluate_slice(
         query,
@@ -373,7 +405,7 @@ def reevaluate_slice(
     """Re-detect the excursions of a slice the store has read (see `reevaluate`)."""
     t0_us, t1_us = read.t0_us, read.t1_us
     from_us = query.readings_from(t0_us)
-    found = detect_excursions(
+    found = _detect(
         read.readings,
         profile,
         start_us=from_us,

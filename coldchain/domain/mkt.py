@@ -11,6 +11,11 @@ so a plain sum would lose precision and, for lower energies or colder series, re
 by ``-ln(0)``. The logarithm of the mean is therefore computed with the log-sum-exp trick.
 Because ``exp(-a/T)`` is convex for ``T < a/2`` (thousands of kelvin), MKT is never below the
 arithmetic mean.
+
+USP <1079> and ICH take equally spaced readings. A logger's readings are not always so (a
+backlog, a changed interval, a gap), so `time_weighted_mkt` weighs each reading by the time
+it stands for: from it to the next reading (a step hold, as the excursion rules read a
+series; the last reading stands for no time). With equal spacing it is the textbook figure.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ __all__ = [
     "TempSummary",
     "mean_kinetic_temperature",
     "summary",
+    "time_weighted_mkt",
+    "weighted_mean_kinetic_temperature",
 ]
 
 DEFAULT_DELTA_H_J_PER_MOL = 83_144.0
@@ -58,22 +65,56 @@ def mean_kinetic_temperature(
     temps_c: Sequence[float], delta_h_j_per_mol: float = DEFAULT_DELTA_H_J_PER_MOL
 ) -> float | None:
     """Return the mean kinetic temperature in Celsius of equally spaced readings (None if empty)."""
+    return weighted_mean_kinetic_temperature(temps_c, [1.0] * len(temps_c), delta_h_j_per_mol)
+
+
+def weighted_mean_kinetic_temperature(
+    temps_c: Sequence[float],
+    weights: Sequence[float],
+    delta_h_j_per_mol: float = DEFAULT_DELTA_H_J_PER_MOL,
+) -> float | None:
+    """Return the MKT in Celsius with each temperature weighted (None if no weight at all)."""
     if not delta_h_j_per_mol > 0 or not math.isfinite(delta_h_j_per_mol):
         raise ValueError("delta_h_j_per_mol must be a finite positive number")
+    if len(weights) != len(temps_c):
+        raise ValueError("one weight per temperature")
+    if any(not (w >= 0 and math.isfinite(w)) for w in weights):
+        raise ValueError("weights must be finite and not negative")
     kelvins = _kelvin(temps_c)
-    if not kelvins:
+    pairs = [(k, w) for k, w in zip(kelvins, weights, strict=True) if w > 0]
+    if not pairs:
         return None
     ratio_k = delta_h_j_per_mol / GAS_CONSTANT_J_PER_MOL_K
-    exponents = [-ratio_k / temp_k for temp_k in kelvins]
-    top = max(exponents)
-    # ln(mean(exp(x))) = max(x) + ln(sum(exp(x - max(x)))) - ln(n): every term is in (0, 1].
+    exponents = [(-ratio_k / temp_k, w) for temp_k, w in pairs]
+    top = max(x for x, _w in exponents)
+    # ln(sum(w exp(x)) / sum(w)) = max(x) + ln(sum(w exp(x - max(x)))) - ln(sum(w)): every
+    # exponential is in (0, 1], so nothing underflows to a zero sum.
     log_mean = (
-        top + math.log(math.fsum(math.exp(x - top) for x in exponents)) - math.log(len(exponents))
+        top
+        + math.log(math.fsum(w * math.exp(x - top) for x, w in exponents))
+        - math.log(math.fsum(w for _x, w in exponents))
     )
     mkt_k = ratio_k / -log_mean
     # Rounding can put a constant series a few ulps outside its own range; MKT lies within it.
-    mkt_k = min(max(mkt_k, min(kelvins)), max(kelvins))
+    used = [k for k, _w in pairs]
+    mkt_k = min(max(mkt_k, min(used)), max(used))
     return mkt_k - ZERO_C_IN_K
+
+
+def time_weighted_mkt(
+    readings: Sequence[tuple[int, float]], delta_h_j_per_mol: float = DEFAULT_DELTA_H_J_PER_MOL
+) -> float | None:
+    """Return the MKT in Celsius of time-sorted (time_us, temp_c) readings, each held to the next.
+
+    A single reading stands for itself; no reading gives None.
+    """
+    if len(readings) <= 1:
+        return mean_kinetic_temperature([t for _, t in readings], delta_h_j_per_mol)
+    weights = [float(b[0] - a[0]) for a, b in zip(readings, readings[1:], strict=False)]
+    if any(w <= 0 for w in weights):
+        raise ValueError("readings are not sorted by unique time")
+    temps_c = [temp_c for _t, temp_c in readings]
+    return weighted_mean_kinetic_temperature(temps_c, [*weights, 0.0], delta_h_j_per_mol)
 
 
 def summary(

@@ -32,6 +32,9 @@ PROFILES = [
     # Both limits with no grace, and odd fractional periods, to reach the corners.
     Profile("TIGHT", 2.0, 8.0, 0.0, 900.0),
     Profile("ODD", -1.5, 1.5, 120.5, 300.000001),
+    # A start-up ignore period (issue 9): on the signal-loss limit, and an odd fraction.
+    Profile("SETTLING", 2.0, 8.0, 0.0, 900.0, startup_ignore_s=900.0),
+    Profile("SETTLING_LN2", None, -150.0, 120.5, 900.0, startup_ignore_s=450.000001),
 ]
 T0 = 1_700_000_000_000_000
 US = 1_000_000
@@ -244,7 +247,9 @@ def ingest(case: Case, source: ListSource, store: Store, message: Readings) -> N
 
 def reference(case: Case, readings: Readings) -> list[Excursion]:
     """Detect excursions the slow, obvious way, straight from CONTRACT section 3."""
-    p, lo, hi = case.profile, case.window_from_us, case.window_until_us
+    p, hi = case.profile, case.window_until_us
+    # Readings in the first startup_ignore_s of the window are not judged (issue 9).
+    lo = case.window_from_us + round(p.startup_ignore_s * US)
     rs = sorted(r for r in readings if lo <= r[0] and (hi is None or r[0] <= hi))
 
     def side(temp: float) -> Kind | None:
@@ -385,7 +390,7 @@ def test_detection_depends_only_on_the_set_of_readings_and_keeps_its_invariants(
     p = case.profile
     assert found == sorted(found, key=lambda e: (e.started_us, e.kind))
     for e in found:
-        assert e.started_us >= case.window_from_us
+        assert e.started_us >= p.judged_from_us(case.window_from_us)
         if e.ended_us is not None:
             assert e.ended_us > e.started_us
             assert e.duration_s == (e.ended_us - e.started_us) / US
