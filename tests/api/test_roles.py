@@ -65,6 +65,9 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     # Fleet.
     ("GET", "/api/v1/loggers"): STAFF,
     ("POST", "/api/v1/loggers"): only(ADMIN, COORDINATOR),
+    ("GET", "/api/v1/loggers/<logger_id>"): STAFF,
+    ("PATCH", "/api/v1/loggers/<logger_id>"): only(ADMIN, COORDINATOR),
+    ("POST", "/api/v1/loggers/<logger_id>/calibration"): only(ADMIN, COORDINATOR),
     ("GET", "/api/v1/deadletters"): STAFF,
     # Audit trail: people who review it; a shipment's timeline follows shipment visibility.
     ("GET", "/api/v1/audit"): only(ADMIN, QA, AUDITOR),
@@ -132,6 +135,8 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "signature": SIGNATURE,
     },
     ("POST", "/api/v1/loggers"): {"id": "L-NEW"},
+    ("PATCH", "/api/v1/loggers/<logger_id>"): {"firmware": "2.0"},
+    ("POST", "/api/v1/loggers/<logger_id>/calibration"): {"calibration_due": "2099-01-01"},
     ("POST", "/api/v1/alerts/subscriptions"): {"channel": "email", "target": "qa@example.org"},
 }
 
@@ -179,7 +184,7 @@ def body_for(route: tuple[str, str], params: dict[str, str]) -> dict[str, Any]:
 
 def call(client: FlaskClient, route: tuple[str, str], params: dict[str, str], **kwargs: Any) -> Any:
     method, rule = route
-    if method == "POST":
+    if method in ("POST", "PATCH"):
         kwargs.setdefault("json", body_for(route, params))
     return client.open(fill(rule, params), method=method, **kwargs)
 
@@ -234,6 +239,7 @@ def params(
         "excursion_version": str(excursions[0]["version"]),
         "coi": COI,
         "subscription_id": "1",
+        "logger_id": "L-2",
     }
 
 
