@@ -45,8 +45,11 @@ def _iso_date_text(value: Any) -> Any:
 IsoDate = Annotated[date, BeforeValidator(_iso_date_text)]
 
 
-# An integer in a query string: digits only.
+# An integer in a query string: digits only. A page size is at least 1 (the upper bound is a
+# setting, checked by the view); the bound sits inside the type so that the OpenAPI
+# document shows it as `minimum` on the integer branch of `limit`'s anyOf.
 QueryInt = Annotated[int, BeforeValidator(_integer_text)]
+PageSize = Annotated[int, Field(ge=1), BeforeValidator(_integer_text)]
 
 # A time in a query string or body: RFC 3339 with a time zone.
 Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
@@ -64,6 +67,13 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class ShipperIn(Strict):
+    """An LN2 dry shipper: its rated static hold time and when it was charged."""
+
+    rated_hold_h: float = Field(gt=0, le=10_000, description="rated static hold time, hours")
+    charged_at: Rfc3339 = Field(description="when it was charged with LN2")
+
+
 class ShipmentCreate(Strict):
     """POST /api/v1/shipments."""
 
@@ -75,6 +85,14 @@ class ShipmentCreate(Strict):
     patient: dict[str, str] = Field(description="patient identifiers; stored only as a keyed hash")
     monitoring_from: Rfc3339 | None = None
     seal_id: str | None = Field(default=None, max_length=100)
+    planned_arrival: Rfc3339 | None = Field(
+        default=None, description="when the product should reach its destination"
+    )
+    shipper: ShipperIn | None = Field(
+        default=None,
+        description="LN2 dry shipper (profile with a max_c): its limit crossing is predicted, "
+        "and a PREDICTED alarm raised if it falls before planned_arrival + prediction.margin_h",
+    )
 
 
 class LoggerCreate(Strict):
@@ -111,7 +129,7 @@ class CalibrationCreate(Strict):
 
 
 class Page(Strict):
-    limit: QueryInt | None = Field(default=None, ge=1, description=PAGE_SIZE)
+    limit: PageSize | None = Field(default=None, description=PAGE_SIZE)
     offset: QueryInt = Field(default=0, ge=0, le=MAX_INT64)
     format: Literal["json", "csv"] = "json"
 
@@ -205,6 +223,6 @@ class AuditQuery(Strict):
     action: str | None = Field(default=None, description='e.g. "shipment.accept" or "shipment"')
     since: Rfc3339 | None = None
     until: Rfc3339 | None = None
-    limit: QueryInt | None = Field(default=None, ge=1, description=PAGE_SIZE)
+    limit: PageSize | None = Field(default=None, description=PAGE_SIZE)
     offset: QueryInt = Field(default=0, ge=0, le=MAX_INT64)
     format: Literal["json", "csv", "jsonl"] = "json"
