@@ -34,7 +34,7 @@ from werkzeug.test import TestResponse
 from coldchain.app import create_app
 from coldchain.config import Settings
 from tests.api.test_custody_api import create, deliver, handoff, receive, sig, store
-from tests.conftest import World
+from tests.conftest import World, make_coi
 from tests.support.processes import Mosquitto
 
 ROLE_USERS = ("admin", "coord", "courier", "clinic1", "qa", "auditor")
@@ -177,4 +177,45 @@ def test_every_success_of_the_vein_to_vein_flow_matches_the_document(
         "/api/v1/loggers",
         client.post("/api/v1/loggers", json={"id": "L-NEW"}, headers=world.auth("admin")),
     )
-    assert len(seen) == 16
+    logger = "/api/v1/loggers/{logger_id}"
+    check(
+        "PATCH",
+        "/api/v1/loggers/L-NEW",
+        logger,
+        client.patch(
+            "/api/v1/loggers/L-NEW",
+            json={"model": "TL-5", "calibration_due": "2099-01-01"},
+            headers=world.auth("coord"),
+        ),
+    )
+    check(
+        "POST",
+        "/api/v1/loggers/L-NEW/calibration",
+        f"{logger}/calibration",
+        client.post(
+            "/api/v1/loggers/L-NEW/calibration",
+            json={"certificate": "CAL-1", "calibration_due": "2099-06-01"},
+            headers=world.auth("admin"),
+        ),
+    )
+    found = client.get("/api/v1/loggers/L-NEW", headers=world.auth("qa"))
+    check("GET", "/api/v1/loggers/L-NEW", logger, found)
+    # A shipment's 201 with its warnings (L-5: no calibration date on record).
+    check(
+        "POST",
+        "/api/v1/shipments",
+        "/api/v1/shipments",
+        client.post(
+            "/api/v1/shipments",
+            json={
+                "coi": make_coi(5),
+                "profile": "LN2_VAPOR",
+                "origin_site": "MFG-1",
+                "destination_site": "TC-1",
+                "loggers": ["L-5"],
+                "patient": {"mrn": "5"},
+            },
+            headers=world.auth("coord"),
+        ),
+    )
+    assert len(seen) == 20
