@@ -19,6 +19,7 @@ EXCURSION_FIELDS = (
     "duration_s",
     "status",
     "resolution",
+    "severity",
     "version",
     "disposition",
     "disposition_current",
@@ -44,6 +45,7 @@ def excursion_view(row: Excursion, *, now_us: int | None = None) -> dict[str, An
         "duration_s": duration_s,
         "status": row.status,
         "resolution": row.resolution,
+        "severity": row.severity,
         "version": row.version,
         "disposition": row.disposition,
         "disposition_current": row.disposition is not None

@@ -300,11 +300,37 @@ class Excursion(Base):
     # Why it closed without the readings showing an end: "recovered" (a backfill filled a
     # signal loss) or "retracted" (late readings split the run below the grace period).
     resolution: Mapped[str | None] = mapped_column(String(20))
+    # info | warning | critical (domain/science.py), judged with the profile of the time:
+    # the profile lives in config, and editing it must not rewrite a recorded judgement.
+    severity: Mapped[str] = mapped_column(String(10), default="warning", server_default="warning")
     version: Mapped[int] = mapped_column(Integer, default=1)
     # The latest QA disposition and the excursion version it was made on.
     disposition: Mapped[str | None] = mapped_column(String(30))
     disposition_version: Mapped[int | None] = mapped_column(Integer)
     detected_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class StabilityBudget(Base):
+    """The time out of range that one logger of a shipment has shown so far (issue 9).
+
+    A running total kept exact by the worker (services/science.py: each batch adds what its
+    readings changed in the pairs around them), so that a batch does not read a shipment's
+    whole series. With it, what the profile said when it was judged: the budget, the first
+    judged time (after the start-up ignore) and whether the shipment shows an MKT, so that
+    reading a shipment needs no profile. `counted_until_us` is the latest reading counted:
+    past the window's end (a logger clock running fast before receipt) it is counted again.
+    """
+
+    __tablename__ = "stability_budgets"
+
+    shipment_id: Mapped[int] = mapped_column(ForeignKey("shipments.id"), primary_key=True)
+    logger_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    used_us: Mapped[int] = mapped_column(BigInteger)
+    budget_us: Mapped[int | None] = mapped_column(BigInteger)
+    judged_from_us: Mapped[int] = mapped_column(BigInteger)
+    mkt: Mapped[bool] = mapped_column(Boolean)
+    counted_until_us: Mapped[int | None] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
