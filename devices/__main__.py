@@ -118,7 +118,41 @@ def build_parser() -> argparse.ArgumentParser:
         "--count", type=int, default=1000, help="load: messages per logger (default: %(default)s)"
     )
     group.add_argument(
-        "--pack-size", type=int, default=1, help="load: readings per message (default: %(default)s)"
+        "--pack-size",
+        type=int,
+        default=1,
+        help="load, dry-shipper backlog: readings per message (default: %(default)s)",
+    )
+    group.add_argument(
+        "--rated-hold-h",
+        type=float,
+        default=240.0,
+        help="dry-shipper: rated static hold time, hours (default: %(default)s)",
+    )
+    group.add_argument(
+        "--charged-h-ago",
+        type=float,
+        default=230.0,
+        help="dry-shipper: hours before the start it was charged (default: %(default)s)",
+    )
+    group.add_argument(
+        "--charge-fraction",
+        type=float,
+        default=1.0,
+        help="dry-shipper: its LN2 charge over the rated one (default: %(default)s)",
+    )
+    group.add_argument(
+        "--heat-leak-factor",
+        type=float,
+        default=1.0,
+        help="dry-shipper: its heat leak over the rated one (default: %(default)s)",
+    )
+    group.add_argument(
+        "--accel",
+        type=float,
+        default=0.0,
+        help="dry-shipper: replay the --backfill-s backlog this many times faster than "
+        "real time; 0 = as one pack at the start (default: %(default)s)",
     )
     return parser
 
@@ -149,6 +183,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             rate=args.rate,
             count=args.count,
             pack_size=args.pack_size,
+            rated_hold_h=args.rated_hold_h,
+            charged_h_ago=args.charged_h_ago,
+            charge_fraction=args.charge_fraction,
+            heat_leak_factor=args.heat_leak_factor,
+            accel=args.accel,
         )
     except ValueError as exc:
         parser.error(str(exc))

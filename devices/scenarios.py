@@ -25,21 +25,33 @@ Scenarios:
   temperatures. Reading times are spaced by `interval_s` from
   `start - count * pack_size * interval_s`, so the last is one interval before the start and
   none is in the future (a backend refuses readings from the future).
+- `dry-shipper`: an LN2 dry shipper charged `charged_h_ago` hours before the start, with a
+  rated static hold of `rated_hold_h`, `charge_fraction` of its rated charge and
+  `heat_leak_factor` times its rated heat leak (devices/dryshipper.py: flat near -190 C
+  while LN2 is left, then a Newtonian warm-up through -150 C), plus +-0.5 C of noise. The
+  logger's last `backfill_s` are sent first as a backlog, replayed `accel` times faster than
+  they were sampled (in packs of `pack_size`; `accel` 0 = as one store-and-forward pack at
+  the start), so that hours of a warm-up reach the backend in seconds with their own times,
+  none in the future; then it goes on live.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-SCENARIOS = ("nominal", "excursion", "signal-loss", "load")
+from devices.dryshipper import DryShipper
+
+SCENARIOS = ("nominal", "excursion", "signal-loss", "load", "dry-shipper")
 
 NOMINAL_C = -190.0
 LIMIT_C = -150.0
 PEAK_C = -130.0
 NOISE_C = 1.5
+DRY_SHIPPER_NOISE_C = 0.5
 EXCURSION_PERIOD_S = 3600.0
 BATTERY_EVERY = 10
 # About 1 % per 500 readings: a few days at a 10 s interval, as a real logger's cell lasts.
@@ -62,6 +74,11 @@ class Scenario:
     rate: float = 0.0
     count: int = 1000
     pack_size: int = 1
+    rated_hold_h: float = 240.0
+    charged_h_ago: float = 230.0
+    charge_fraction: float = 1.0
+    heat_leak_factor: float = 1.0
+    accel: float = 0.0
 
     def __post_init__(self) -> None:
         if self.name not in SCENARIOS:
@@ -69,7 +86,8 @@ class Scenario:
         # Times are sent to the millisecond: a finer grid would give readings the same identity.
         if not self.interval_s >= 0.001:
             raise ValueError("interval_s must be at least 0.001")
-        for field in ("silence_s", "backfill_s", "warmup_after_s", "warmup_s", "rate"):
+        numbers = ("silence_s", "backfill_s", "warmup_after_s", "warmup_s", "rate")
+        for field in (*numbers, "charged_h_ago", "accel"):
             value = getattr(self, field)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{field} must be a finite number >= 0")
@@ -77,6 +95,15 @@ class Scenario:
             raise ValueError("count must be at least 1")
         if not 1 <= self.pack_size <= 10_000:
             raise ValueError("pack_size must be between 1 and 10000")
+        self.shipper()  # its own checks
+
+    def shipper(self) -> DryShipper:
+        """Return the dry shipper of the `dry-shipper` scenario."""
+        return DryShipper(
+            rated_hold_h=self.rated_hold_h,
+            charge_fraction=self.charge_fraction,
+            heat_leak_factor=self.heat_leak_factor,
+        )
 
 
 @dataclass(frozen=True)
@@ -134,8 +161,17 @@ def excursion_temp_c(
     return round(temp + 1.0 * noise(seed, round(elapsed_s * 1000)), 2)
 
 
+def dry_shipper_temp_c(scenario: Scenario, elapsed_s: float) -> float:
+    """Return the dry shipper's product temperature `elapsed_s` after the start, with noise."""
+    hours = scenario.charged_h_ago + elapsed_s / 3600.0
+    temp = scenario.shipper().temp_c(hours)
+    return round(temp + DRY_SHIPPER_NOISE_C * noise(scenario.seed, round(elapsed_s * 1000)), 2)
+
+
 def temperature_c(scenario: Scenario, elapsed_s: float) -> float:
     """Return the scenario's temperature at `elapsed_s` seconds after the start."""
+    if scenario.name == "dry-shipper":
+        return dry_shipper_temp_c(scenario, elapsed_s)
     if scenario.name == "excursion":
         return excursion_temp_c(
             elapsed_s,
@@ -163,6 +199,11 @@ def plan(scenario: Scenario, start: float) -> Iterator[Send]:
     if scenario.name == "load":
         yield from _load_plan(scenario, start)
         return
+    if scenario.name == "dry-shipper":
+        yield from heapq.merge(
+            _backlog_plan(scenario, start), _live_plan(scenario, start, 0), key=lambda s: s.at_s
+        )
+        return
     index = 0
     if scenario.name == "signal-loss":
         first = -math.floor(scenario.backfill_s / scenario.interval_s + 1e-9)
@@ -173,6 +214,26 @@ def plan(scenario: Scenario, start: float) -> Iterator[Send]:
     while True:
         yield Send(at_s=index * scenario.interval_s, readings=(reading_at(scenario, start, index),))
         index += 1
+
+
+def _live_plan(scenario: Scenario, start: float, index: int) -> Iterator[Send]:
+    while True:
+        yield Send(at_s=index * scenario.interval_s, readings=(reading_at(scenario, start, index),))
+        index += 1
+
+
+def _backlog_plan(scenario: Scenario, start: float) -> Iterator[Send]:
+    """The readings of the last `backfill_s` before the start, replayed `accel` times faster."""
+    first = -math.floor(scenario.backfill_s / scenario.interval_s + 1e-9)
+    indexes = range(first, 0)
+    if scenario.accel == 0:
+        if indexes:
+            yield Send(0.0, tuple(reading_at(scenario, start, i) for i in indexes))
+        return
+    for at in range(0, len(indexes), scenario.pack_size):
+        chunk = indexes[at : at + scenario.pack_size]
+        at_s = (chunk[-1] - first) * scenario.interval_s / scenario.accel
+        yield Send(at_s, tuple(reading_at(scenario, start, i) for i in chunk))
 
 
 def _load_plan(scenario: Scenario, start: float) -> Iterator[Send]:

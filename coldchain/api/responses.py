@@ -111,8 +111,34 @@ class Alarm(Out):
     detail: dict[str, Any]
 
 
+class Shipper(Out):
+    rated_hold_h: float
+    charged_at: Time
+
+
+class Prediction(Out):
+    crossing_at: Time
+    method: Literal["prior", "trend", "observed"]
+    earliest_at: Time
+    latest_at: Time
+    as_of: Time | None
+    logger_id: str | None
+    limit_c: float
+
+
+class Stability(Out):
+    budget_s: float
+    used_s: float
+    remaining_s: float
+    spent: bool
+    logger_id: str
+
+
 class Shipment(ShipmentSummary):
     alarms: list[Alarm]
+    planned_arrival: Time | None
+    shipper: Shipper | None
+    prediction: Prediction | None
     custody: list[Handoff]
     receipts: list[Receipt]
     excursions: list[Excursion]

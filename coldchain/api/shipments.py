@@ -22,7 +22,7 @@ from coldchain.api.schemas import (
 )
 from coldchain.domain.custody import Decision, Disposition
 from coldchain.domain.roles import Role
-from coldchain.services import custody
+from coldchain.services import custody, holdtime
 from coldchain.services import shipments as service
 from coldchain.services.fleet import policy_from_settings
 from coldchain.services.signing import SignatureInput
@@ -70,6 +70,7 @@ def create_shipment() -> tuple[Response, int]:
         secret_key=app.settings.secret_key,
         request_id=request_id(),
         fleet_policy=policy_from_settings(app.settings.values),
+        prediction=holdtime.settings_from(app.settings.values),
     )
     response = jsonify(shipment)
     response.headers["Location"] = f"/api/v1/shipments/{shipment['id']}"

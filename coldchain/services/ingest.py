@@ -22,7 +22,7 @@ from coldchain.domain.senml import (
     logger_id_from_topic,
     parse_pack,
 )
-from coldchain.services import audit
+from coldchain.services import audit, holdtime
 from coldchain.services.timefmt import from_us, to_us
 from coldchain.services.views import excursion_view
 from coldchain.store.counters import add_counts
@@ -311,6 +311,7 @@ def reevaluate_touched(
         if lo > hi:
             continue
         jobs.append(_Job(shipment, logger_id, window_from, window_until, lo, hi))
+    holdtime.update_touched(session, touched)
     return _reevaluate(session, jobs, profiles, now_us)
 
 

@@ -12,11 +12,12 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from coldchain.domain.errors import ConflictError, NotFoundError, ValidationError
 from coldchain.domain.fleet import FleetPolicy
+from coldchain.domain.holdtime import HoldSettings
 from coldchain.domain.identity import parse_coi, patient_hash
 from coldchain.domain.lifecycle import FINISHED, Status
 from coldchain.domain.profiles import Profile
 from coldchain.domain.roles import Role
-from coldchain.services import audit, fleet, streaming
+from coldchain.services import audit, fleet, holdtime, streaming
 from coldchain.services.accounts import Principal
 from coldchain.services.ingest import reevaluate_touched
 from coldchain.services.timefmt import now_us, rfc3339, to_us
@@ -44,6 +45,9 @@ class NewShipment:
     patient: Mapping[str, str]
     monitoring_from: datetime | None = None
     seal_id: str | None = None
+    planned_arrival: datetime | None = None
+    # The LN2 dry shipper: {"rated_hold_h": float, "charged_at": datetime}.
+    shipper: Mapping[str, Any] | None = None
 
 
 def visible_shipments(principal: Principal) -> Select[Shipment]:
@@ -72,6 +76,7 @@ def create_shipment(
     secret_key: bytes,
     request_id: str | None = None,
     fleet_policy: FleetPolicy | None = None,
+    prediction: HoldSettings | None = None,
 ) -> dict[str, Any]:
     """Create a shipment, assign its loggers and evaluate readings already in its window.
 
@@ -89,6 +94,13 @@ def create_shipment(
         raise ValidationError("a logger is listed twice", field="loggers")
     hashed = patient_hash(request.patient, secret_key=secret_key)
     created = utcnow()
+    hold = holdtime.shipper_columns(
+        shipper=request.shipper,
+        planned_arrival=request.planned_arrival,
+        profile=profiles[request.profile],
+        settings=prediction,
+        now=created,
+    )
     monitoring_from = request.monitoring_from or created
     with sessions.begin() as session:
         for field, site_id in (
@@ -139,6 +151,7 @@ def create_shipment(
             created_at=created,
             created_by=creator.user_id,
             loggers=[ShipmentLogger(logger_id=logger_id) for logger_id in request.loggers],
+            **hold,
         )
         session.add(shipment)
         session.flush()
@@ -159,6 +172,7 @@ def create_shipment(
                 "monitoring_from": rfc3339(monitoring_from),
                 "status": Status.CREATED.value,
                 "version": 1,
+                **holdtime.audit_fields(hold),
             },
             request_id=request_id,
         )
@@ -319,6 +333,7 @@ def detail(session: Session, shipment: Shipment, now: int | None = None) -> dict
     body["excursions"] = [excursion_view(e, now_us=now) for e in excursions]
     body.update(custody_view(session, shipment))
     body["alarms"] = shipment_alarms(session, shipment.id)
+    body.update(holdtime.shipment_fields(session, shipment))
     body["linked_legs"] = [
         {"id": other.id, "leg": other.leg, "status": other.status}
         for other in session.scalars(
