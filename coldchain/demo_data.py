@@ -61,10 +61,24 @@ def seed(sessions: sessionmaker[Session], settings: Settings) -> dict[str, tuple
     assert coordinator is not None
     serial = 100
     now = datetime.now(UTC)
+    # A spare on the shelf past its calibration: the fleet page shows it, and a new shipment
+    # naming it is refused (logger-calibration-overdue). The other loggers of the demo
+    # without a date show the "unknown" case.
+    accounts.add_logger(
+        sessions=sessions,
+        logger_id="SPARE-OVERDUE",
+        model="SimLogger",
+        calibration_due=(now - timedelta(days=3)).date(),
+    )
     created: dict[str, dict[str, Any]] = {}
     for scenario, logger_ids, ago_s in FLEET:
         for logger_id in logger_ids:
-            accounts.add_logger(sessions=sessions, logger_id=logger_id, model="SimLogger")
+            accounts.add_logger(
+                sessions=sessions,
+                logger_id=logger_id,
+                model="SimLogger",
+                calibration_due=(now + timedelta(days=180)).date(),
+            )
             serial += 1
             din = f"W1234{now:%y}{serial:06d}"
             created[logger_id] = shipments.create_shipment(
