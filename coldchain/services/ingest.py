@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from coldchain.domain import excursions as exc
 from coldchain.domain.lifecycle import FINISHED
 from coldchain.domain.profiles import Profile
+from coldchain.domain.science import excursion_severity
 from coldchain.domain.senml import (
     PackLimits,
     Reading,
@@ -22,7 +23,7 @@ from coldchain.domain.senml import (
     logger_id_from_topic,
     parse_pack,
 )
-from coldchain.services import audit, holdtime
+from coldchain.services import audit, holdtime, science
 from coldchain.services.timefmt import from_us, to_us
 from coldchain.services.views import excursion_view
 from coldchain.store.counters import add_counts
@@ -169,6 +170,9 @@ def store_batch(
             profiles=profiles,
             now_us=now_us,
         )
+        science.after_batch(
+            session, [batch[i] for i in stored.stored], profiles=profiles, now_us=now_us
+        )
         # The time to parse, store and re-evaluate the batch; the commit itself is not in it.
         counts["batch_us"] = max(1, round((time.perf_counter() - started) * 1e6))
         add_counts(conn, counts)
@@ -307,7 +311,9 @@ def reevaluate_touched(
         window_until = (
             None if shipment.monitoring_until is None else to_us(shipment.monitoring_until)
         )
-        lo, hi = max(lo, window_from), hi if window_until is None else min(hi, window_until)
+        # Readings in the start-up ignore period are not judged (slice_query leaves it out).
+        judged_from = profiles[shipment.profile].judged_from_us(window_from)
+        lo, hi = max(lo, judged_from), hi if window_until is None else min(hi, window_until)
         if lo > hi:
             continue
         jobs.append(_Job(shipment, logger_id, window_from, window_until, lo, hi))
@@ -367,12 +373,13 @@ def _silent_anchor(
 ) -> int | None:
     """Return when a monitored logger went silent, if it has been silent too long."""
     profile = profiles[shipment.profile]
-    window_from = to_us(shipment.monitoring_from)
+    # Silence counts from the end of the start-up ignore period at the earliest.
+    window_from = profile.judged_from_us(to_us(shipment.monitoring_from))
     if window_from > now_us:
         return None
     source = SqlReadingSource(conn, logger_id, profile)
     last = source.latest_time(not_before_us=window_from, not_after_us=None)
-    anchor = silent_since(shipment) if last is None else last
+    anchor = max(silent_since(shipment), window_from) if last is None else last
     if now_us - anchor <= profile.signal_loss_s * 1_000_000:
         return None
     return anchor
@@ -414,6 +421,7 @@ def _reevaluate(
                 window_until_us=job.window_until_us,
                 touched_from_us=job.touched_from_us,
                 touched_until_us=job.touched_until_us,
+                startup_ignore_s=profiles[job.shipment.profile].startup_ignore_s,
             ),
         )
         for job in jobs
@@ -476,7 +484,7 @@ def _reconcile(
                 updated_at=now,
                 version=1,
             )
-            _apply(row, event.excursion)
+            _apply(row, event.excursion, profile)
             session.add(row)
             session.flush()
             _changed(session, shipment, row, "opened")
@@ -485,7 +493,7 @@ def _reconcile(
             row = rows[event.id]
             before = excursion_view(row)
             quiet = row.kind == "SIGNAL_LOSS" and row.ended_us is None and event.excursion.is_open
-            _apply(row, event.excursion)
+            _apply(row, event.excursion, profile)
             row.version += 1
             row.updated_at = now
             if isinstance(event, exc.ExcursionClosed):
@@ -526,7 +534,7 @@ def _changed(
     """
     shipment.version = Shipment.version + 1
     keys = ("shipment_id", "logger_id", "kind", "started_at", "ended_at", "peak_c",
-            "duration_s", "status", "resolution", "version")  # fmt: skip
+            "duration_s", "status", "resolution", "severity", "version")  # fmt: skip
     after = {key: excursion_view(row)[key] for key in keys}
     old, new = (None, after) if before is None else audit.changes(before, after)
     audit.record(
@@ -536,17 +544,21 @@ def _changed(
         entity="excursion",
         entity_id=row.id,
         old=old,
-        new=new if before is None else {**new, "shipment_id": row.shipment_id, "kind": row.kind},
+        # The kind and severity always, so that a follower of the trail can filter on them.
+        new=new
+        if before is None
+        else {**new, "shipment_id": row.shipment_id, "kind": row.kind, "severity": row.severity},
     )
 
 
-def _apply(row: Excursion, found: exc.Excursion) -> None:
+def _apply(row: Excursion, found: exc.Excursion, profile: Profile) -> None:
     row.kind = str(found.kind)
     row.started_us = found.started_us
     row.ended_us = found.ended_us
     row.peak_c = found.peak_c
     row.duration_s = found.duration_s
     row.status = "OPEN" if found.ended_us is None else "CLOSED"
+    row.severity = str(excursion_severity(row.kind, found.peak_c, found.duration_s, profile))
 
 
 def alert_payload(alert: Mapping[str, Any]) -> bytes:

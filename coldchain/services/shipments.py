@@ -17,7 +17,7 @@ from coldchain.domain.identity import parse_coi, patient_hash
 from coldchain.domain.lifecycle import FINISHED, Status
 from coldchain.domain.profiles import Profile
 from coldchain.domain.roles import Role
-from coldchain.services import audit, fleet, holdtime, streaming
+from coldchain.services import audit, fleet, holdtime, science, streaming
 from coldchain.services.accounts import Principal
 from coldchain.services.ingest import reevaluate_touched
 from coldchain.services.timefmt import now_us, rfc3339, to_us
@@ -185,6 +185,7 @@ def create_shipment(
                 profiles=profiles,
                 now_us=now,
             )
+        science.evaluate_shipment(session, shipment, profiles=profiles, now_us=now)
         body = detail(session, shipment, now)
         body["warnings"] = warnings
         return body
@@ -333,6 +334,7 @@ def detail(session: Session, shipment: Shipment, now: int | None = None) -> dict
     body["excursions"] = [excursion_view(e, now_us=now) for e in excursions]
     body.update(custody_view(session, shipment))
     body["alarms"] = shipment_alarms(session, shipment.id)
+    body.update(science.shipment_science(session, shipment))
     body.update(holdtime.shipment_fields(session, shipment))
     body["linked_legs"] = [
         {"id": other.id, "leg": other.leg, "status": other.status}
