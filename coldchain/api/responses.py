@@ -39,6 +39,7 @@ class Excursion(Out):
     duration_s: float
     status: Literal["OPEN", "CLOSED"]
     resolution: str | None
+    severity: Literal["info", "warning", "critical"]
     version: int
     disposition: str | None
     disposition_current: bool
@@ -136,6 +137,8 @@ class Stability(Out):
 
 class Shipment(ShipmentSummary):
     alarms: list[Alarm]
+    stability: Stability | None
+    mkt_c: float | None
     planned_arrival: Time | None
     shipper: Shipper | None
     prediction: Prediction | None
