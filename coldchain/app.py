@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 from werkzeug.routing import IntegerConverter, Map
 
-from coldchain.api import alerts, audit, epcis, fleet, shipments, system
+from coldchain.api import alerts, audit, epcis, fleet, scorecards, shipments, system
 from coldchain.api.common import AppContext
 from coldchain.api.errors import register_error_handlers
 from coldchain.api.nul import register_nul_check
@@ -46,7 +46,10 @@ def create_app(
     app.register_blueprint(audit.bp)
     app.register_blueprint(alerts.bp)
     app.register_blueprint(epcis.bp)
-    register_web(app, [alerts.bp, shipments.bp, fleet.bp, system.bp, audit.bp, epcis.bp])
+    app.register_blueprint(scorecards.bp)
+    register_web(
+        app, [alerts.bp, shipments.bp, fleet.bp, system.bp, audit.bp, epcis.bp, scorecards.bp]
+    )
     system.register_metrics(app)
     return app
 

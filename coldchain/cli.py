@@ -666,6 +666,55 @@ def report_excursions(
     click.echo(f"{len(rows)} excursions written to {target}", err=True)
 
 
+@report.command("scorecards")
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "xlsx", "json"]), default="csv", show_default=True
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="File to write (default: scorecards.FORMAT in the current folder; - for stdout).",
+)
+@click.option("--since", default=None, help="Shipments created from this RFC 3339 time.")
+@click.option("--until", default=None, help="... and before this RFC 3339 time.")
+@click.option("--kind", type=click.Choice(["site", "courier"]), default=None)
+@pass_ctx
+def report_scorecards(
+    context: Context,
+    fmt: str,
+    out: Path | None,
+    since: str | None,
+    until: str | None,
+    kind: str | None,
+) -> None:
+    """Write the scorecards of sites and couriers as CSV, XLSX or JSON."""
+    from coldchain.reports import scorecards as build
+    from coldchain.services.accounts import Principal
+    from coldchain.services.timefmt import parse_rfc3339
+
+    try:
+        span = [parse_rfc3339(t) if t else None for t in (since, until)]
+    except ValueError as exc:
+        raise click.BadParameter(f"times are RFC 3339, e.g. 2026-11-25T08:00:00Z ({exc})") from exc
+    reader = Principal(0, "system:cli", "coldchain command line", Role.AUDITOR, None)
+    sessions = context.sessions()
+    try:
+        rows = build.build_scorecards(
+            sessions=sessions, principal=reader, since=span[0], until=span[1], party_type=kind
+        )
+    finally:
+        sessions.kw["bind"].dispose()  # the command may run inside another process (tests)
+    writers = {"csv": build.scorecards_csv, "xlsx": build.scorecards_xlsx}
+    body = writers.get(fmt, build.scorecards_json)(rows)
+    if out is not None and str(out) == "-":
+        sys.stdout.buffer.write(body)
+        return
+    target = out or Path(f"scorecards.{fmt}")
+    target.write_bytes(body)
+    click.echo(f"{len(rows)} scorecards written to {target}", err=True)
+
+
 @main.group("export")
 def export_group() -> None:
     """Exports for other systems."""

@@ -230,6 +230,30 @@ class CreatedShipment(Shipment):
     warnings: list[FleetWarning]
 
 
+class Scorecard(Out):
+    party: str
+    party_type: Literal["site", "courier"]
+    site_kind: str | None
+    name: str
+    shipments: int
+    high_excursions: int
+    low_excursions: int
+    signal_loss_excursions: int
+    high_per_100: float | None
+    low_per_100: float | None
+    signal_loss_per_100: float | None
+    minutes_out_of_range: float
+    custody_hours: float
+    signal_lost_fraction: float | None
+    seal_changes: int
+    custody_gaps: int
+    rejections_received: int
+    quarantines_received: int
+    rejections_shipped: int
+    quarantines_shipped: int
+    median_door_to_door_h: float | None
+
+
 class Health(Out):
     status: Literal["ok", "degraded"]
     database: str

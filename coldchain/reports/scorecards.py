@@ -129,8 +129,9 @@ def scorecard_frame(facts: ScorecardFacts, party_type: str | None = None) -> pd.
     for name in ("shipments", *COUNTS):
         frame[name] = frame[name].fillna(0).astype("int64")
 
-    def rate(count: str) -> pd.Series:
-        return frame.apply(lambda r: per_hundred(int(r[count]), int(r["shipments"])), axis=1)
+    def rate(count: str) -> list[float | None]:
+        counts = zip(frame[count], frame["shipments"], strict=True)
+        return [per_hundred(int(n), int(of)) for n, of in counts]
 
     frame["high_excursions"] = frame["high"]
     frame["low_excursions"] = frame["low"]
@@ -140,9 +141,10 @@ def scorecard_frame(facts: ScorecardFacts, party_type: str | None = None) -> pd.
     frame["signal_loss_per_100"] = rate("signal_loss")
     frame["minutes_out_of_range"] = frame["out_of_range_us"] / (60 * US_PER_S)
     frame["custody_hours"] = frame["custody_us"] / (3600 * US_PER_S)
-    frame["signal_lost_fraction"] = frame.apply(
-        lambda r: fraction(r["signal_lost_us"], r["monitored_logger_us"]), axis=1
-    )
+    frame["signal_lost_fraction"] = [
+        fraction(lost, watched)
+        for lost, watched in zip(frame["signal_lost_us"], frame["monitored_logger_us"], strict=True)
+    ]
     frame["median_door_to_door_h"] = frame["median_door_to_door_us"] / (3600 * US_PER_S)
     frame["sites_first"] = frame["party_type"] != "site"
     frame = frame.sort_values(["sites_first", "party"], kind="stable")

@@ -36,7 +36,7 @@ def register_web(app: Flask, api_blueprints: list[Blueprint]) -> None:
         # The API authenticates each request with a bearer token, never a cookie, so a
         # forged cross-site request carries no credentials: CSRF does not apply.
         csrf.exempt(blueprint)
-    from coldchain.web import pages  # noqa: F401  (registers the routes)
+    from coldchain.web import pages, scorecards  # noqa: F401  (registers the routes)
 
     app.register_blueprint(bp)
 

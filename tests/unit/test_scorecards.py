@@ -176,3 +176,8 @@ def test_an_excursion_timed_ahead_of_now_still_belongs_to_the_current_holder() -
     ahead = history(monitoring_until_us=None, excursions=(Interval("HIGH", 720 * S, 840 * S),))
     shares = {s.party: s for s in party_shares(ahead, now_us=750 * S)}
     assert shares["TC-1"].out_of_range_us == 120 * S and shares["TC-1"].custody_us == 140 * S
+
+
+def test_a_scorecard_with_no_party_is_an_empty_table_with_its_columns() -> None:
+    frame = scorecard_frame(ScorecardFacts(parties=[], shares=[], now_us=0))
+    assert list(frame.columns) == list(COLUMNS) and scorecard_rows(frame) == []

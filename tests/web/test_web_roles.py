@@ -35,6 +35,8 @@ PAGES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/excursions/<int:excursion_id>/disposition"): frozenset({Q}),
     ("GET", "/excursions"): REVIEWERS,
     ("GET", "/excursions/export.<fmt>"): REVIEWERS,
+    ("GET", "/scorecards"): REVIEWERS,
+    ("GET", "/scorecards/export.<fmt>"): REVIEWERS,
     ("GET", "/audit"): frozenset({A, Q, AU}),
     ("GET", "/fleet"): REVIEWERS,
     ("POST", "/logout"): EVERYONE,
