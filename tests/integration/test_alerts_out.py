@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from coldchain.alerts.dispatcher import DispatchSettings, attempt, run, run_once
+from coldchain.api import responses as out
 from coldchain.config import Settings
 from coldchain.demo import free_port
 from coldchain.domain.alerts import SEVERITIES
@@ -433,6 +433,7 @@ def test_the_delivery_log_api_is_for_admin_qa_and_auditors_and_subscriptions_for
         response = client.get("/api/v1/alerts/deliveries", headers=world.auth(user))
         assert response.status_code == 200
         [row] = response.get_json()
+        out.AlertAttempt.model_validate(row)
         assert (row["subscription_id"], row["attempt"], row["outcome"]) == (body["id"], 1, "retry")
     csv_text = client.get(
         "/api/v1/alerts/deliveries?format=csv&outcome=retry", headers=world.auth("auditor")
@@ -443,6 +444,8 @@ def test_the_delivery_log_api_is_for_admin_qa_and_auditors_and_subscriptions_for
     assert client.get("/api/v1/alerts/subscriptions", headers=world.auth("qa")).status_code == 403
     listed = client.get("/api/v1/alerts/subscriptions", headers=world.auth("admin")).get_json()
     assert [s["id"] for s in listed] == [body["id"]] and "secret" not in listed[0]
+    out.AlertSubscription.model_validate(listed[0])
+    out.AlertSubscriptionCreated.model_validate(body)
     gone = client.delete(f"/api/v1/alerts/subscriptions/{body['id']}", headers=world.auth("admin"))
     assert gone.status_code == 200 and gone.get_json()["removed_at"]
     again = client.delete(f"/api/v1/alerts/subscriptions/{body['id']}", headers=world.auth("admin"))
@@ -453,9 +456,3 @@ def test_the_delivery_log_api_is_for_admin_qa_and_auditors_and_subscriptions_for
         headers=world.auth("admin"),
     )
     assert (bad.status_code, bad.get_json()["error"]["field"]) == (400, "address")
-
-
-def test_free_port_helper_gives_a_port_nothing_listens_on() -> None:
-    port = free_port()
-    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-        pass
