@@ -96,7 +96,7 @@ def test_the_budget_adds_up_across_excursions_in_any_order_and_is_spent_once(
             "logger_id": logger,
         }
         assert open_alarms(shown, "BUDGET_SPENT") == [(iso(t0 + 130 * MIN), "critical")]
-        # Each warm-up after the first reading rose 45 C in a minute, far past the 5 C/min
+        # Each warm-up after the first reading rose 45 C in a minute, far past the 10 C/min
         # of LN2_VAPOR (the very first reading has no reading before it to rise from).
         assert open_alarms(shown, "RATE_OF_CHANGE") == [
             (iso(t0 + (60 * hour) * MIN), "warning") for hour in range(1, 4)
@@ -158,17 +158,17 @@ def test_a_backfill_between_two_readings_clears_the_rise_it_no_longer_shows(
 ) -> None:
     t0 = round(time.time()) - 3600
     shipment = create(client, world, 5, monitoring_from=iso(t0 - 60), loggers=["L-5"])
-    # -190 to -180 C in two minutes: 5 C/min, exactly the limit: no alarm.
-    push(sessions, settings.profiles, "L-5", [(t0, -190.0), (t0 + 2 * MIN, -180.0)])
+    # -190 to -170 C in two minutes: 10 C/min, exactly the limit: no alarm.
+    push(sessions, settings.profiles, "L-5", [(t0, -190.0), (t0 + 2 * MIN, -170.0)])
     assert get(client, world, shipment["id"])["alarms"] == []
-    # A reading between them at -189: the second minute rose 9 C, an alarm dated at the later.
+    # A reading between them at -189: the second minute rose 19 C, an alarm dated at the later.
     push(sessions, settings.profiles, "L-5", [(t0 + MIN, -189.0)])
     shown = get(client, world, shipment["id"])
     assert open_alarms(shown, "RATE_OF_CHANGE") == [(iso(t0 + 2 * MIN), "warning")]
     [alarm] = shown["alarms"]
-    assert alarm["detail"]["from"] == iso(t0 + MIN) and alarm["detail"]["rise_c_per_min"] == 9.0
-    # Another at 90 s, -181 C: the rise is now into that one; the alarm at 2 min is cleared.
-    push(sessions, settings.profiles, "L-5", [(t0 + 90, -181.0)])
+    assert alarm["detail"]["from"] == iso(t0 + MIN) and alarm["detail"]["rise_c_per_min"] == 19.0
+    # Another at 90 s, -171 C: the rise is now into that one; the alarm at 2 min is cleared.
+    push(sessions, settings.profiles, "L-5", [(t0 + 90, -171.0)])
     shown = get(client, world, shipment["id"])
     assert open_alarms(shown, "RATE_OF_CHANGE") == [(iso(t0 + 90), "warning")]
     assert [(a["at"], a["status"]) for a in shown["alarms"]] == [

@@ -338,7 +338,12 @@ def test_the_shipped_profiles_keep_the_contract_values_and_judge_from_the_window
     profiles = load_settings(env={}).profiles
     assert {p.startup_ignore_s for p in profiles.values()} == {0.0}
     assert {name for name, p in profiles.items() if p.mkt} == {"REFRIGERATED", "CRT"}
-    assert all(p.stability_budget_s and p.max_rise_c_per_min for p in profiles.values())
+    assert all(p.stability_budget_s for p in profiles.values())
+    # Per pair of readings, a rise limit trips on sensor noise at short intervals (0.1 C in
+    # 1 s is 6 C/min): only the cryogenic profiles, at 10 C/min, set one.
+    assert {name: p.max_rise_c_per_min for name, p in profiles.items()} == {
+        "LN2_VAPOR": 10.0, "DRY_ICE": 10.0, "REFRIGERATED": None, "CRT": None,
+    }  # fmt: skip
 
 
 # --- mean kinetic temperature, time-weighted ------------------------------------------------
