@@ -76,6 +76,8 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", f"{SHIPMENT}/history"): EVERYONE,
     # Alerts out: the delivery log for reviewers, the subscriptions for administrators.
     ("GET", "/api/v1/alerts/deliveries"): only(ADMIN, QA, AUDITOR),
+    # Scorecards compare partners: not for a site's staff or couriers.
+    ("GET", "/api/v1/scorecards"): STAFF,
     ("GET", "/api/v1/alerts/subscriptions"): only(ADMIN),
     ("POST", "/api/v1/alerts/subscriptions"): only(ADMIN),
     ("DELETE", "/api/v1/alerts/subscriptions/<int:subscription_id>"): only(ADMIN),
