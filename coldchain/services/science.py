@@ -59,9 +59,11 @@ def after_batch(
 ) -> None:
     """Bring budgets and alarms in line with a batch's newly stored readings."""
     new: dict[str, set[int]] = {}
+    values: dict[str, dict[int, float]] = {}
     for reading in readings:
         if reading.name == "temp":
             new.setdefault(reading.logger_id, set()).add(reading.time_us)
+            values.setdefault(reading.logger_id, {})[reading.time_us] = reading.value
     if not new:
         return
     rows = session.execute(
@@ -79,7 +81,7 @@ def after_batch(
         }
         if inside:
             links.append((link, inside))
-    _evaluate(session, links, now_us)
+    _evaluate(session, links, now_us, values)
 
 
 def evaluate_shipment(
@@ -102,7 +104,10 @@ def _link(shipment: Shipment, logger_id: str, profiles: Mapping[str, Profile]) -
 
 
 def _evaluate(
-    session: Session, links: Sequence[tuple[_Link, set[int] | None]], now_us: int
+    session: Session,
+    links: Sequence[tuple[_Link, set[int] | None]],
+    now_us: int,
+    values: Mapping[str, Mapping[int, float]] | None = None,
 ) -> None:
     """Update each link's total from its segment (or its whole window), then its alarms."""
     if not links:
@@ -136,7 +141,16 @@ def _evaluate(
     segments = fetch_segments(
         conn,
         [
-            SegmentRequest(link.logger_id, min(new), max(new), link.from_us, link.until_us)
+            SegmentRequest(
+                link.logger_id,
+                min(new),
+                max(new),
+                link.from_us,
+                link.until_us,
+                # The batch's own readings, so that a span holding nothing else is not
+                # read back from the database (a pack of 1,000 is 1,000 rows again).
+                None if values is None else {t: values[link.logger_id][t] for t in new},
+            )
             for link, new, _row in incremental
         ],
     )
