@@ -9,10 +9,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from coldchain.domain import epcis
-from coldchain.domain.errors import NotFoundError
-from coldchain.domain.identity import parse_coi
 from coldchain.services.accounts import Principal
-from coldchain.services.shipments import WITHDRAWN, visible, visible_shipments
+from coldchain.services.shipments import WITHDRAWN, visible, visible_legs
 from coldchain.services.timefmt import from_us, to_us
 from coldchain.store.models import (
     AuditEvent,
@@ -40,17 +38,8 @@ def coi_epcis(
     *, sessions: sessionmaker[Session], coi: str, principal: Principal, base_uri: str
 ) -> dict[str, Any]:
     """Return one EPCIS document of every leg of a COI the caller may see, oldest first."""
-    canonical = str(parse_coi(coi))
     with sessions() as session:
-        legs = list(
-            session.scalars(
-                visible_shipments(principal)
-                .where(Shipment.coi == canonical)
-                .order_by(Shipment.created_at, Shipment.id)
-            )
-        )
-        if not legs:
-            raise NotFoundError(f"no shipment with COI {canonical}", field="coi")
+        _canonical, legs = visible_legs(session, coi, principal)
         facts = [leg_facts(session, leg) for leg in legs]
     return epcis.epcis_document(facts, base_uri=base_uri, created=utcnow())
 

@@ -225,21 +225,27 @@ def _check_coi_link(session: Session, coi: str, leg: str, hashed: str) -> None:
         )
 
 
+def visible_legs(session: Session, coi: str, principal: Principal) -> tuple[str, list[Shipment]]:
+    """Return the canonical COI and every leg of it the caller may see, oldest first."""
+    canonical = str(parse_coi(coi))
+    legs = list(
+        session.scalars(
+            visible_shipments(principal)
+            .where(Shipment.coi == canonical)
+            .order_by(Shipment.created_at, Shipment.id)
+        )
+    )
+    if not legs:
+        raise NotFoundError(f"no shipment with COI {canonical}", field="coi")
+    return canonical, legs
+
+
 def coi_history(
     *, sessions: sessionmaker[Session], coi: str, principal: Principal
 ) -> dict[str, Any]:
     """The vein-to-vein history of one COI: every leg the caller may see, oldest first."""
-    canonical = str(parse_coi(coi))
     with sessions() as session:
-        legs = list(
-            session.scalars(
-                visible_shipments(principal)
-                .where(Shipment.coi == canonical)
-                .order_by(Shipment.created_at, Shipment.id)
-            )
-        )
-        if not legs:
-            raise NotFoundError(f"no shipment with COI {canonical}", field="coi")
+        canonical, legs = visible_legs(session, coi, principal)
         now = now_us()
         return {"coi": canonical, "legs": [detail(session, leg, now) for leg in legs]}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from coldchain.services.timefmt import rfc3339
-from coldchain.store.models import Excursion, Logger, Shipment, Site
+from coldchain.store.models import Excursion, Shipment, Site
 
 # The fields of an excursion object, in the order tables and exports show them.
 EXCURSION_FIELDS = (
@@ -52,18 +52,6 @@ def excursion_view(row: Excursion, *, now_us: int | None = None) -> dict[str, An
         and row.disposition_version == row.version,
         "detected_at": rfc3339(row.detected_at),
         "updated_at": rfc3339(row.updated_at),
-    }
-
-
-def logger_view(row: Logger) -> dict[str, Any]:
-    """Return a logger object."""
-    return {
-        "id": row.id,
-        "model": row.model,
-        "firmware": row.firmware,
-        "online": row.online,
-        "status_at": rfc3339(row.status_at),
-        "created_at": rfc3339(row.created_at),
     }
 
 

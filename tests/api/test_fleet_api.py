@@ -78,14 +78,16 @@ def audit(client: FlaskClient, world: World, action: str, logger_id: str) -> lis
     return response.get_json()  # type: ignore[no-any-return]
 
 
-def patch(client: FlaskClient, world: World, logger_id: str, body: Any, user: str = "coord") -> Any:
+def patch_logger(
+    client: FlaskClient, world: World, logger_id: str, body: Any, user: str = "coord"
+) -> Any:
     return client.patch(f"/api/v1/loggers/{logger_id}", json=body, headers=world.auth(user))
 
 
 def test_a_logger_past_its_calibration_due_date_cannot_be_put_on_a_shipment(
     client: FlaskClient, world: World
 ) -> None:
-    assert patch(client, world, "L-1", {"calibration_due": day(-1)}).status_code == 200
+    assert patch_logger(client, world, "L-1", {"calibration_due": day(-1)}).status_code == 200
     response = client.post(
         "/api/v1/shipments", json=shipment_body(1, ["L-2", "L-1"]), headers=world.auth("coord")
     )
@@ -99,7 +101,7 @@ def test_a_logger_past_its_calibration_due_date_cannot_be_put_on_a_shipment(
 def test_a_logger_due_for_calibration_today_may_still_go_out(
     client: FlaskClient, world: World
 ) -> None:
-    patch(client, world, "L-1", {"calibration_due": day(0)})
+    patch_logger(client, world, "L-1", {"calibration_due": day(0)})
     response = client.post(
         "/api/v1/shipments", json=shipment_body(1, ["L-1"]), headers=world.auth("coord")
     )
@@ -159,7 +161,7 @@ def test_a_low_battery_is_a_warning_in_the_created_shipment_not_a_refusal(
     settings: Settings,
 ) -> None:
     store_battery(sessions, settings, "L-1", [12])
-    patch(client, world, "L-1", {"calibration_due": day(30)})
+    patch_logger(client, world, "L-1", {"calibration_due": day(30)})
     response = client.post(
         "/api/v1/shipments", json=shipment_body(1, ["L-1"]), headers=world.auth("coord")
     )
@@ -184,7 +186,7 @@ def test_the_battery_threshold_is_a_setting(
 def test_recording_a_calibration_makes_an_overdue_logger_usable_and_is_audited(
     client: FlaskClient, world: World
 ) -> None:
-    patch(client, world, "L-1", {"calibration_due": day(-10)})
+    patch_logger(client, world, "L-1", {"calibration_due": day(-10)})
     response = client.post(
         "/api/v1/loggers/L-1/calibration",
         json={"calibrated_on": day(0), "certificate": "CAL-2026-0042", "calibration_due": day(365)},
@@ -245,7 +247,7 @@ def test_a_calibration_dated_tomorrow_is_refused(client: FlaskClient, world: Wor
 
 def test_dates_must_be_written_as_calendar_days(client: FlaskClient, world: World) -> None:
     for bad in (1764000000, "2027-01-01T00:00:00Z", "01/02/2027", "2027-02-30"):
-        response = patch(client, world, "L-1", {"calibration_due": bad})
+        response = patch_logger(client, world, "L-1", {"calibration_due": bad})
         assert response.status_code == 400, bad
         assert response.get_json()["error"]["field"] == "calibration_due"
 
@@ -269,8 +271,8 @@ def test_model_firmware_and_due_date_are_set_at_registration(
 def test_patch_changes_only_the_fields_given_and_audits_them(
     client: FlaskClient, world: World
 ) -> None:
-    patch(client, world, "L-1", {"model": "TL-5", "firmware": "1.0"})
-    response = patch(client, world, "L-1", {"firmware": "1.1"})
+    patch_logger(client, world, "L-1", {"model": "TL-5", "firmware": "1.0"})
+    response = patch_logger(client, world, "L-1", {"firmware": "1.1"})
     assert response.status_code == 200, response.get_json()
     assert (response.get_json()["model"], response.get_json()["firmware"]) == ("TL-5", "1.1")
     events = audit(client, world, "logger.updated", "L-1")
@@ -278,19 +280,21 @@ def test_patch_changes_only_the_fields_given_and_audits_them(
         ({"model": None, "firmware": None}, {"model": "TL-5", "firmware": "1.0"}),
         ({"firmware": "1.0"}, {"firmware": "1.1"}),
     ]
-    assert patch(client, world, "L-1", {"firmware": "1.1"}).status_code == 200
+    assert patch_logger(client, world, "L-1", {"firmware": "1.1"}).status_code == 200
     assert len(audit(client, world, "logger.updated", "L-1")) == 2
 
 
 def test_patching_an_unknown_logger_is_not_found(client: FlaskClient, world: World) -> None:
-    response = patch(client, world, "NOPE", {"model": "x"})
+    response = patch_logger(client, world, "NOPE", {"model": "x"})
     assert response.status_code == 404
     assert client.get("/api/v1/loggers/NOPE", headers=world.auth("qa")).status_code == 404
 
 
 def test_only_admins_and_coordinators_change_loggers(client: FlaskClient, world: World) -> None:
     for user in ("qa", "auditor", "courier", "clinic1"):
-        assert patch(client, world, "L-1", {"model": "x"}, user=user).status_code == 403, user
+        assert patch_logger(client, world, "L-1", {"model": "x"}, user=user).status_code == 403, (
+            user
+        )
         response = client.post(
             "/api/v1/loggers/L-1/calibration",
             json={"calibration_due": day(30)},
@@ -300,7 +304,7 @@ def test_only_admins_and_coordinators_change_loggers(client: FlaskClient, world:
 
 
 def test_presence_and_calibration_are_in_the_csv_export(client: FlaskClient, world: World) -> None:
-    patch(client, world, "L-1", {"calibration_due": day(-1)})
+    patch_logger(client, world, "L-1", {"calibration_due": day(-1)})
     response = client.get("/api/v1/loggers?format=csv", headers=world.auth("auditor"))
     assert response.status_code == 200
     header, first = response.get_data(as_text=True).splitlines()[:2]
