@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from coldchain.config import Settings
 from tests.api.test_custody_api import create
-from tests.api.test_fleet_api import patch, store_battery
+from tests.api.test_fleet_api import patch_logger, store_battery
 from tests.conftest import World, make_coi
 from tests.web.test_web_roles import sign_in
 
@@ -34,8 +34,10 @@ def test_the_fleet_page_lists_presence_battery_calibration_model_and_firmware(
     sessions: sessionmaker[Session],
     settings: Settings,
 ) -> None:
-    patch(client, world, "L-1", {"model": "TL-5", "firmware": "2.4.1", "calibration_due": day(-3)})
-    patch(client, world, "L-2", {"calibration_due": day(100)})
+    patch_logger(
+        client, world, "L-1", {"model": "TL-5", "firmware": "2.4.1", "calibration_due": day(-3)}
+    )
+    patch_logger(client, world, "L-2", {"calibration_due": day(100)})
     store_battery(sessions, settings, "L-1", [50, 15])
     html = page(app, "coord", "/fleet")
     assert '<tr data-id="L-1" class="alarm">' in html
@@ -51,7 +53,7 @@ def test_the_fleet_page_lists_presence_battery_calibration_model_and_firmware(
 def test_the_fleet_page_escapes_what_loggers_were_registered_with(
     app: Flask, client: FlaskClient, world: World
 ) -> None:
-    patch(client, world, "L-1", {"model": "<script>alert(1)</script>", "firmware": '"><b>x'})
+    patch_logger(client, world, "L-1", {"model": "<script>alert(1)</script>", "firmware": '"><b>x'})
     html = page(app, "auditor", "/fleet")
     assert "<script>alert(1)</script>" not in html and '"><b>x' not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
@@ -67,7 +69,7 @@ def test_the_shipment_page_warns_of_a_low_battery_and_unknown_calibration(
 ) -> None:
     shipment = create(client, world, loggers=["L-1", "L-2"])
     store_battery(sessions, settings, "L-1", [9])
-    patch(client, world, "L-2", {"calibration_due": day(10), "model": "<i>m</i>"})
+    patch_logger(client, world, "L-2", {"calibration_due": day(10), "model": "<i>m</i>"})
     html = page(app, "clinic1", f"/shipments/{shipment['id']}")
     warning = html.split('<div class="warning"')[1].split("</div>")[0]
     assert "L-1: battery at 9 % (below 20 %)" in warning
@@ -104,7 +106,7 @@ def test_creating_a_shipment_on_the_page_shows_the_fleet_warnings(
 def test_creating_a_shipment_on_the_page_with_an_overdue_logger_is_refused(
     app: Flask, client: FlaskClient, world: World
 ) -> None:
-    patch(client, world, "L-3", {"calibration_due": day(-1)})
+    patch_logger(client, world, "L-3", {"calibration_due": day(-1)})
     user = app.test_client()
     token = sign_in(user, "coord")
     response = user.post(
