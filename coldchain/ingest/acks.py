@@ -27,6 +27,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from coldchain.ingest.client import Client
 from coldchain.ingest.mqtturl import parse_mqtt_url
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,13 @@ class AckSender:
             self._pipe = None
 
 
+def _fit_in_flight_window(
+    client: mqtt.Client, _userdata: Any, _flags: Any, _reason: Any, properties: Any
+) -> None:
+    assert isinstance(client, Client)
+    client.fit_in_flight_window(properties)
+
+
 def run_ack_process(
     mqtt_url: str, protocol: int, client_id: str, pipe: Connection, ca_file: str | None = None
 ) -> None:
@@ -120,7 +128,7 @@ def run_ack_process(
     )
     address = parse_mqtt_url(mqtt_url)
     version = MQTTProtocolVersion(protocol)
-    client = mqtt.Client(
+    client = Client(
         CallbackAPIVersion.VERSION2,
         # Its own id: the worker's id holds the persistent session of the readings.
         client_id=f"{client_id}-acks-{uuid.uuid4().hex[:6]}",
@@ -133,6 +141,7 @@ def run_ack_process(
     if address.tls:
         client.tls_set(ca_certs=ca_file, cert_reqs=ssl.CERT_REQUIRED)
     client.reconnect_delay_set(min_delay=1, max_delay=30)
+    client.on_connect = _fit_in_flight_window
     client.connect_async(address.host, address.port, keepalive=30)
     client.loop_start()
     last: mqtt.MQTTMessageInfo | None = None
@@ -149,8 +158,10 @@ def run_ack_process(
                     except (RuntimeError, ValueError):
                         pass
                 return
-            for topic, body in batch:
-                last = client.publish(topic, body, qos=1)
+            # A batch's publishes leave in one write, not one each.
+            with client.corked():
+                for topic, body in batch:
+                    last = client.publish(topic, body, qos=1)
     finally:
         client.disconnect()
         client.loop_stop()

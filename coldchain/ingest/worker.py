@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from coldchain.config import Settings
 from coldchain.domain.senml import PackLimits, Reason
 from coldchain.ingest.acks import AckSender
+from coldchain.ingest.client import Client
 from coldchain.ingest.mqtturl import parse_mqtt_url
 from coldchain.ingest.status import WorkerStatus
 from coldchain.services import ingest as service
@@ -125,10 +126,10 @@ class Worker:
             else None
         )
 
-    def _make_client(self) -> mqtt.Client:
+    def _make_client(self) -> Client:
         address = parse_mqtt_url(str(self.settings["mqtt_url"]))
         self.protocol = protocol_version(self.settings["mqtt_protocol"])
-        client = mqtt.Client(
+        client = Client(
             CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
             protocol=self.protocol,
@@ -155,6 +156,8 @@ class Worker:
         if reason_code.is_failure:
             log.error("broker refused the connection: %s", reason_code)
             return
+        # Acks (of a retiring worker, or without an ack process) and alerts published here.
+        self.client.fit_in_flight_window(_properties)
         if self.retiring:
             self._retire(client, bool(flags.session_present))
             return
@@ -283,6 +286,9 @@ class Worker:
                     next_check = time.monotonic() + check_every_s
                 wait_s = self.batch_deadline - now if self.pending else next_check - now
                 rc = self.client.loop(timeout=max(0.0, min(wait_s, 0.5)))
+                if rc == mqtt.MQTT_ERR_SUCCESS:
+                    # What that read brought beyond its one packet, without another select().
+                    rc = self.client.drain(self.batch_max - len(self.pending))
                 if rc != mqtt.MQTT_ERR_SUCCESS:
                     # Messages received but not committed are redelivered by the broker on
                     # reconnect (the session persists), so they are dropped here, not acked.
@@ -388,8 +394,13 @@ class Worker:
     def _finish(self, batch: Sequence[Delivery], outcome: service.BatchOutcome) -> None:
         if self.status is not None:
             self.status.stored()
-        for delivery in batch:
-            self.client.ack(delivery.mid, delivery.qos)
+        with self.client.corked():
+            for delivery in batch:
+                self.client.ack(delivery.mid, delivery.qos)
+            self._publish_after_commit(outcome)
+        log.debug("batch of %d committed: %s", len(batch), outcome.counts)
+
+    def _publish_after_commit(self, outcome: service.BatchOutcome) -> None:
         if self.publish_acks:
             acks = [
                 (
@@ -409,7 +420,6 @@ class Worker:
                     self.client.publish(topic, body, qos=1)
         for alert in outcome.alerts:
             self.client.publish(ALERTS_TOPIC, service.alert_payload(alert), qos=1)
-        log.debug("batch of %d committed: %s", len(batch), outcome.counts)
 
     def _check_silence(self) -> None:
         try:
