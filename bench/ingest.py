@@ -62,7 +62,8 @@ from bench.common import (  # noqa: E402
 )
 
 LOGGERS = [f"BENCH-{i:02d}" for i in range(10)]
-RECEIVE_MAXIMUM = 2000
+# The bare subscriber's window: the worker's, ingest.receive_maximum in config/default.toml.
+RECEIVE_MAXIMUM = 5000
 BARE_TOPIC = "coldchain/v1/loggers/+/readings"
 
 

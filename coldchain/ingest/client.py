@@ -25,7 +25,7 @@ bytes); every e2e and fault test runs the worker on them, and test_broker_securi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -119,13 +119,16 @@ class Client(mqtt.Client):
         """How many received bytes wait to be handled."""
         return len(self._read_buffer) - self._read_at
 
-    def drain(self, max_packets: int) -> MQTTErrorCode:
+    def drain(self, max_packets: int, stop: Callable[[], bool] | None = None) -> MQTTErrorCode:
         """Handle up to `max_packets` packets that are already received, without select().
 
         It stops when the socket has nothing more (paho's reader returns MQTT_ERR_AGAIN),
-        after `max_packets`, or on an error (the connection is then closed as `loop()` does).
+        after `max_packets`, as soon as `stop()` is true, or on an error (the connection is
+        then closed as `loop()` does).
         """
         for _ in range(max_packets):
+            if stop is not None and stop():
+                break
             if self._sock is None:
                 return MQTTErrorCode.MQTT_ERR_NO_CONN
             rc = self._packet_read()

@@ -92,6 +92,7 @@ class Worker:
         self.retiring = retiring
         self.last_message = time.monotonic()
         self.pending: list[Delivery] = []
+        self.pending_bytes = 0
         self.batch_deadline = 0.0
         self.ever_connected = False
         self.stopping = threading.Event()
@@ -102,6 +103,7 @@ class Worker:
             max_clock_skew_s=float(settings["ingest_max_clock_skew_s"]),
         )
         self.batch_max = int(settings["ingest_batch_max_messages"])
+        self.batch_max_bytes = int(settings["ingest_batch_max_bytes"])
         self.batch_wait_s = float(settings["ingest_batch_max_ms"]) / 1000
         self.publish_acks = bool(settings["ingest_publish_acks"])
         self.client = self._make_client()
@@ -211,6 +213,7 @@ class Worker:
         self.last_message = time.monotonic()
         incoming = service.Incoming(msg.topic, bytes(msg.payload), now_us())
         self.pending.append(Delivery(incoming, msg.mid, msg.qos))
+        self.pending_bytes += len(incoming.payload)
 
     def _connect(self) -> bool:
         """Connect or reconnect, retrying with backoff until the broker answers or we stop."""
@@ -270,11 +273,8 @@ class Worker:
                 return
             while not self.stopping.is_set():
                 now = time.monotonic()
-                if self.pending and (
-                    len(self.pending) >= self.batch_max or now >= self.batch_deadline
-                ):
-                    batch = self.pending[: self.batch_max]
-                    del self.pending[: self.batch_max]
+                if self.pending and (self._batch_full() or now >= self.batch_deadline):
+                    batch = self._take_batch()
                     if self.pending:
                         self.batch_deadline = now + self.batch_wait_s
                     self._process(batch)
@@ -288,11 +288,12 @@ class Worker:
                 rc = self.client.loop(timeout=max(0.0, min(wait_s, 0.5)))
                 if rc == mqtt.MQTT_ERR_SUCCESS:
                     # What that read brought beyond its one packet, without another select().
-                    rc = self.client.drain(self.batch_max - len(self.pending))
+                    rc = self.client.drain(self.batch_max, stop=self._batch_full)
                 if rc != mqtt.MQTT_ERR_SUCCESS:
                     # Messages received but not committed are redelivered by the broker on
                     # reconnect (the session persists), so they are dropped here, not acked.
                     self.pending.clear()
+                    self.pending_bytes = 0
                     log.warning("connection lost (%s); reconnecting", mqtt.error_string(rc))
                     if not self._connect():
                         break
@@ -304,6 +305,22 @@ class Worker:
             if self.status is not None:
                 self.status.stop()
             log.info("ingest worker %s stopped", self.client_id)
+
+    def _batch_full(self) -> bool:
+        return len(self.pending) >= self.batch_max or self.pending_bytes >= self.batch_max_bytes
+
+    def _take_batch(self) -> list[Delivery]:
+        """The oldest pending messages, up to batch_max of them and batch_max_bytes in all."""
+        count, size = 0, 0
+        for delivery in self.pending[: self.batch_max]:
+            if count and size + len(delivery.incoming.payload) > self.batch_max_bytes:
+                break
+            count += 1
+            size += len(delivery.incoming.payload)
+        batch = self.pending[:count]
+        del self.pending[:count]
+        self.pending_bytes -= size
+        return batch
 
     def _disconnect(self) -> None:
         properties = None

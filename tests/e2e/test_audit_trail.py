@@ -207,7 +207,7 @@ def test_every_kind_of_change_is_one_audit_event_with_old_and_new_values(
     changed = {**config["new_values"], "ingest_batch_max_messages": 250}
     assert audit.record_configuration(sessions, changed)
     change = events(client, world, action="config.changed")[-1]
-    assert change["old_values"] == {"ingest_batch_max_messages": 500}
+    assert change["old_values"] == {"ingest_batch_max_messages": 2000}
     assert change["new_values"] == {"ingest_batch_max_messages": 250}
     assert not audit.record_configuration(sessions, changed)
 
