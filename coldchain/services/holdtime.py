@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -41,7 +41,7 @@ from coldchain.domain.holdtime import (
 from coldchain.domain.profiles import Profile
 from coldchain.services.alarms import clear_alarm, raise_alarm
 from coldchain.services.timefmt import rfc3339, to_us
-from coldchain.store.models import Alarm, Reading, Shipment, ShipmentLogger
+from coldchain.store.models import Alarm, Reading, Shipment
 
 KIND = "PREDICTED"
 # The settings a deployment may change; the rest are the estimator's fixed constants.
@@ -150,20 +150,19 @@ def _predict(
     )
 
 
-def update_touched(session: Session, touched: Mapping[str, tuple[int, int]]) -> None:
-    """Raise or clear PREDICTED alarms of dry-shipper shipments whose readings changed."""
-    if not touched:
-        return
-    links = session.execute(
-        select(Shipment, ShipmentLogger.logger_id)
-        .join(ShipmentLogger, ShipmentLogger.shipment_id == Shipment.id)
-        .where(
-            ShipmentLogger.logger_id.in_(list(touched)),
-            Shipment.prediction_settings.is_not(None),
-            Shipment.planned_arrival.is_not(None),
-        )
-    ).all()
+def update_touched(
+    session: Session,
+    touched: Mapping[str, tuple[int, int]],
+    links: Iterable[tuple[Shipment, str]],
+) -> None:
+    """Raise or clear PREDICTED alarms of dry-shipper shipments whose readings changed.
+
+    `links` are the touched loggers' shipments (`ingest.monitored_links`); those without
+    a prediction (no hold-time settings or no planned arrival) are passed over.
+    """
     for shipment, logger_id in links:
+        if shipment.prediction_settings is None or shipment.planned_arrival is None:
+            continue
         lo, hi = touched[logger_id]
         _update_one(session, shipment, logger_id, lo, hi)
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, select, tuple_
+from sqlalchemy import Connection, or_, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
 from coldchain.domain import excursions as exc
@@ -164,15 +164,12 @@ def store_batch(
                     "messages": sum(1 for o in outcomes if o.refusals),
                 },
             )
-        alerts = reevaluate_touched(
-            session,
-            _touched([batch[i] for i in stored.stored]),
-            profiles=profiles,
-            now_us=now_us,
-        )
-        science.after_batch(
-            session, [batch[i] for i in stored.stored], profiles=profiles, now_us=now_us
-        )
+        new_readings = [batch[i] for i in stored.stored]
+        touched = _touched(new_readings)
+        # One read of the shipments the batch touched, for the three rules that judge them.
+        links = monitored_links(session, touched)
+        alerts = reevaluate_touched(session, touched, profiles=profiles, now_us=now_us, links=links)
+        science.after_batch(session, new_readings, profiles=profiles, now_us=now_us, links=links)
         # The time to parse, store and re-evaluate the batch; the commit itself is not in it.
         counts["batch_us"] = max(1, round((time.perf_counter() - started) * 1e6))
         add_counts(conn, counts)
@@ -285,11 +282,26 @@ def dead_letter_whole(
         )
 
 
-def _monitored_links(session: Session, logger_ids: Sequence[str]) -> list[tuple[Shipment, str]]:
+def monitored_links(
+    session: Session, touched: Mapping[str, tuple[int, int]]
+) -> list[tuple[Shipment, str]]:
+    """Each shipment of a touched logger whose monitoring window may hold a touched reading.
+
+    A logger serves shipment after shipment: the ones whose window ended before the
+    earliest touched reading, or starts after the latest, are left in the database.
+    """
+    if not touched:
+        return []
+    earliest = from_us(min(lo for lo, _hi in touched.values()))
+    latest = from_us(max(hi for _lo, hi in touched.values()))
     rows = session.execute(
         select(Shipment, ShipmentLogger.logger_id)
         .join(ShipmentLogger, ShipmentLogger.shipment_id == Shipment.id)
-        .where(ShipmentLogger.logger_id.in_(logger_ids))
+        .where(
+            ShipmentLogger.logger_id.in_(list(touched)),
+            Shipment.monitoring_from <= latest,
+            or_(Shipment.monitoring_until.is_(None), Shipment.monitoring_until >= earliest),
+        )
     )
     return [(shipment, logger_id) for shipment, logger_id in rows]
 
@@ -300,12 +312,18 @@ def reevaluate_touched(
     *,
     profiles: Mapping[str, Profile],
     now_us: int,
+    links: Sequence[tuple[Shipment, str]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Re-evaluate excursions of every shipment whose window the new readings touched."""
+    """Re-evaluate excursions of every shipment whose window the new readings touched.
+
+    `links` are `monitored_links(session, touched)` when the caller has them already.
+    """
     if not touched:
         return []
+    if links is None:
+        links = monitored_links(session, touched)
     jobs: list[_Job] = []
-    for shipment, logger_id in _monitored_links(session, list(touched)):
+    for shipment, logger_id in links:
         lo, hi = touched[logger_id]
         window_from = to_us(shipment.monitoring_from)
         window_until = (
@@ -317,7 +335,7 @@ def reevaluate_touched(
         if lo > hi:
             continue
         jobs.append(_Job(shipment, logger_id, window_from, window_until, lo, hi))
-    holdtime.update_touched(session, touched)
+    holdtime.update_touched(session, touched, links)
     return _reevaluate(session, jobs, profiles, now_us)
 
 

@@ -30,7 +30,7 @@ from coldchain.domain.senml import Reading
 from coldchain.services import audit
 from coldchain.services.alarms import alarm_view, clear_alarm, raise_alarm
 from coldchain.services.timefmt import rfc3339, to_us
-from coldchain.store.models import Alarm, Shipment, ShipmentLogger, StabilityBudget, utcnow
+from coldchain.store.models import Alarm, Shipment, StabilityBudget, utcnow
 from coldchain.store.readings import lock_loggers
 from coldchain.store.science import SegmentRequest, fetch_segments, window_readings
 
@@ -56,8 +56,13 @@ def after_batch(
     *,
     profiles: Mapping[str, Profile],
     now_us: int,
+    links: Iterable[tuple[Shipment, str]],
 ) -> None:
-    """Bring budgets and alarms in line with a batch's newly stored readings."""
+    """Bring budgets and alarms in line with a batch's newly stored readings.
+
+    `links` are the shipments of the loggers with new temperatures
+    (`ingest.monitored_links`).
+    """
     new: dict[str, set[int]] = {}
     values: dict[str, dict[int, float]] = {}
     for reading in readings:
@@ -66,13 +71,10 @@ def after_batch(
             values.setdefault(reading.logger_id, {})[reading.time_us] = reading.value
     if not new:
         return
-    rows = session.execute(
-        select(Shipment, ShipmentLogger.logger_id)
-        .join(ShipmentLogger, ShipmentLogger.shipment_id == Shipment.id)
-        .where(ShipmentLogger.logger_id.in_(list(new)))
-    )
-    links: list[tuple[_Link, set[int]]] = []
-    for shipment, logger_id in rows:
+    judged: list[tuple[_Link, set[int]]] = []
+    for shipment, logger_id in links:
+        if logger_id not in new:
+            continue
         link = _link(shipment, logger_id, profiles)
         inside = {
             t
@@ -80,8 +82,8 @@ def after_batch(
             if t >= link.from_us and (link.until_us is None or t <= link.until_us)
         }
         if inside:
-            links.append((link, inside))
-    _evaluate(session, links, now_us, values)
+            judged.append((link, inside))
+    _evaluate(session, judged, now_us, values)
 
 
 def evaluate_shipment(

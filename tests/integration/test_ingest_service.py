@@ -6,15 +6,17 @@ import json
 import time
 from typing import Any
 
+from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from coldchain.config import Settings
 from coldchain.domain.senml import PackLimits
 from coldchain.services import ingest
-from coldchain.services.timefmt import now_us
+from coldchain.services.timefmt import now_us, rfc3339, to_us
 from coldchain.store.counters import read_counts
-from coldchain.store.models import DeadLetter, DeadLetterMessage, Logger, Reading
+from coldchain.store.models import DeadLetter, DeadLetterMessage, Logger, Reading, Shipment
+from tests.api.test_custody_api import create, deliver, receive
 from tests.conftest import World
 
 BN = "urn:dev:logger:L-1:"
@@ -184,3 +186,34 @@ def test_nul_characters_in_a_pack_are_dead_lettered_not_a_store_error(
     with sessions() as session:
         topics = session.scalars(select(DeadLetterMessage.topic)).all()
     assert "coldchain/v1/loggers/L-\\x001/readings" in topics
+
+
+def test_a_batch_judges_only_the_shipments_whose_window_its_readings_fall_in(
+    client: FlaskClient, sessions: sessionmaker[Session], settings: Settings, world: World
+) -> None:
+    # L-1 served shipment A (monitored from an hour ago until its receipt), then B.
+    hour_ago = now_us() - 3_600_000_000
+    a = create(client, world, 1, monitoring_from=rfc3339(hour_ago))
+    assert receive(client, world, deliver(client, world, a)).status_code == 201
+    b = create(client, world, 2)
+    with sessions() as session:
+        ended = session.get(Shipment, a["id"])
+        assert ended is not None and ended.monitoring_until is not None
+        a_until = to_us(ended.monitoring_until)
+        started = session.get(Shipment, b["id"])
+        assert started is not None
+        b_from = to_us(started.monitoring_from)
+
+        def judged(lo: int, hi: int, logger_id: str = "L-1") -> list[int]:
+            links = ingest.monitored_links(session, {logger_id: (lo, hi)})
+            return sorted(shipment.id for shipment, _logger in links)
+
+        # A late reading from A's trip is judged on A alone, a live one on B alone.
+        assert judged(hour_ago + 60_000_000, hour_ago + 60_000_000) == [a["id"]]
+        assert a_until <= b_from
+        assert judged(a_until - 1, a_until - 1) == [a["id"]]
+        assert judged(b_from + 1, b_from + 1) == [b["id"]]
+        # A span over both, both; before either, or another logger's, none.
+        assert judged(hour_ago, b_from + 1) == [a["id"], b["id"]]
+        assert judged(hour_ago - 7_200_000_000, hour_ago - 1) == []
+        assert judged(hour_ago, b_from + 1, "L-2") == []
