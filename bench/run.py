@@ -40,7 +40,7 @@ PARTS = ("ingest", "latency", "queries", "growth")
 ISSUE_SIZES = {"big_readings": 1_000_000, "total_readings": 10_000_000, "rate": 1000.0}
 
 FULL = {
-    "messages": 20_000,
+    "messages": 60_000,
     "packs": 200,
     "repeat": 3,
     "workers": "1,2,4",

@@ -268,6 +268,9 @@ class Worker:
         next_check = time.monotonic() + min(check_every_s, 5.0)
         if self.status is not None:
             self.status.start()
+        if self.ack_sender is not None:
+            # Started now, not at the first batch: a fresh interpreter takes a while to load.
+            self.ack_sender.start()
         try:
             if not self._connect():
                 return
