@@ -46,15 +46,11 @@ pytest: setup test-packages
 	$(BIN)/python -m pytest
 
 # The same suite with each test's database on PostgreSQL (a cluster the tests start
-# themselves). The pure unit tests and the demo (always SQLite) run once, above.
-# Left out as well, to keep CI within its time: tests whose subject is not the database
-# (the browser's pages, the simulated loggers, the broker's accounts and ACL); the API and
-# e2e tests run the same database paths on PostgreSQL.
+# themselves). The pure unit tests (no database) and the demo (always SQLite) run once,
+# above.
 pytest-postgresql: setup test-packages
 	COLDCHAIN_TEST_ENGINE=postgresql $(BIN)/python -m pytest --ignore=tests/unit \
-	  --deselect tests/e2e/test_demo.py --ignore=tests/browser \
-	  --ignore=tests/integration/test_devices.py \
-	  --ignore=tests/integration/test_broker_security.py
+	  --deselect tests/e2e/test_demo.py
 
 test: lint typecheck bench-smoke pytest pytest-postgresql
 
