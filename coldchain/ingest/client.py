@@ -7,8 +7,8 @@ message in the worker's one thread. Each PUBACK is decoded into a ReasonCode and
 Properties object (each a copy of a table) for an on_publish callback that may not exist.
 
 `Client` changes how bytes move and what is built for nobody, never what paho decides:
-- reads come from a buffer refilled by one recv() of up to 64 KiB, and `drain()` handles the
-  packets already received without another select();
+- reads come from a buffer refilled by one recv() of up to 64 KiB; each read step handles
+  every packet the buffer holds, and `drain()` goes on reading without another select();
 - inside `corked()`, queued packets (PUBACKs after a commit, the ack process's QoS 1
   publishes) wait and leave in one send() when the block ends; paho still tracks each
   QoS 1 publish in flight and resends it after a reconnect as before;
@@ -16,11 +16,12 @@ Properties object (each a copy of a table) for an on_publish callback that may n
   paho's walk of the window after each PUBACK is skipped when nothing is queued behind it;
 - with no on_publish callback, a PUBACK ends its publish without being decoded further.
 
-These override paho's internal methods (`_sock_recv`, `_sock_close`, `_packet_queue`,
-`_packet_write`, `_update_inflight`, `_handle_pubackcomp`), so pyproject pins the paho
-versions they were written against. tests/integration/test_mqtt_client.py runs them against a
-real Mosquitto (packets split over reads, corked acks and publishes, a reconnect with unread
-bytes); every e2e and fault test runs the worker on them, and test_broker_security over TLS.
+These override paho's `loop_read` and internal methods (`_sock_recv`, `_sock_close`,
+`_packet_queue`, `_packet_write`, `_update_inflight`, `_handle_pubackcomp`), so pyproject
+pins the paho versions they were written against. tests/integration/test_mqtt_client.py runs
+them against a real Mosquitto (packets split over reads, paho's own threaded loop, corked
+acks and publishes, a reconnect with unread bytes); every e2e and fault test runs the worker
+on them, and test_broker_security over TLS.
 """
 
 from __future__ import annotations
@@ -114,6 +115,20 @@ class Client(mqtt.Client):
         # What was read from a closed connection is not part of the next one.
         self._read_buffer, self._read_at = b"", 0
         super()._sock_close()
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        # paho reads as many packets as it has publishes in flight (at least one) after each
+        # select(), and select() cannot see this buffer: packets left in it would wait for
+        # the socket's next bytes or the loop's timeout (a PINGRESP left there for the
+        # keepalive would even end the connection). So what is buffered is handled here.
+        rc = super().loop_read(max_packets)
+        while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self.buffered() and self._sock is not None:
+            step = self._packet_read()
+            if step == MQTTErrorCode.MQTT_ERR_AGAIN:
+                break  # a packet's start: the rest comes with the socket's next bytes
+            if step > 0:
+                return self._loop_rc_handle(step)
+        return rc
 
     def buffered(self) -> int:
         """How many received bytes wait to be handled."""

@@ -9,6 +9,7 @@ half-read behind for the next one.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -207,9 +208,9 @@ def test_a_broken_connection_leaves_nothing_half_read(tmp_path: Path, topic: str
             publisher.publish(topic, f"before {i}", qos=1).wait_for_publish(10)
         publisher.disconnect()
         publisher.loop_stop()
-        # One loop() handles one packet: the rest of what its recv() took stays buffered.
-        while not received:
-            assert client.loop(timeout=1) == mqtt.MQTT_ERR_SUCCESS
+        pump(client, lambda: len(received) == 200)
+        # As if the connection broke with bytes read but not yet handled (a packet's start).
+        client._read_buffer, client._read_at = b"\x30\x0f\x00\x0dstale", 0
         assert client.buffered() > 0
         own.restart(graceful=False)
         received.clear()
@@ -236,3 +237,38 @@ def test_a_broken_connection_leaves_nothing_half_read(tmp_path: Path, topic: str
         client.disconnect()
     finally:
         own.stop()
+
+
+def test_paho_s_own_threaded_loop_handles_every_buffered_packet_at_once(
+    broker: Mosquitto, plain_publisher: mqtt.Client, topic: str
+) -> None:
+    # paho reads one packet per select() when it has nothing in flight; the rest of a chunk
+    # must not wait for the socket's next bytes (here: none) or the loop's 1 s timeout.
+    client_id = f"threaded-{uuid.uuid4().hex[:6]}"
+    first = connect(broker, client_id, keep_session=True)
+    subscribe(first, topic)
+    first.disconnect()
+    for i in range(50):
+        plain_publisher.publish(topic, f"queued {i}", qos=1).wait_for_publish(10)
+    received: list[bytes] = []
+    arrived = threading.Event()
+
+    def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        received.append(bytes(msg.payload))
+        if len(received) == 50:
+            arrived.set()
+
+    client = Client(
+        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
+    )
+    client.on_message = on_message
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    properties.SessionExpiryInterval = 3600
+    client.connect("127.0.0.1", broker.port, clean_start=False, properties=properties)
+    client.loop_start()
+    try:
+        assert arrived.wait(3), f"{len(received)} of 50 after 3 s"
+        assert received == [f"queued {i}".encode() for i in range(50)]
+    finally:
+        client.disconnect()
+        client.loop_stop()
