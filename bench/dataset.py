@@ -27,14 +27,8 @@ from typing import Any
 
 import psycopg
 
-from bench.common import (
-    Databases,
-    cancel_shipments,
-    create_shipments,
-    database_size_mb,
-    file_of,
-    register_loggers,
-)
+from bench.seeding import cancel_shipments, create_shipments, register_loggers
+from bench.servers import Databases, database_size_mb, file_of
 
 Row = tuple[str, str, int, float, int]
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.common import Lab, PartResult, Row, judge, median
 from bench.dataset import Dataset
 from bench.ingest import LOGGERS, Case, measure_worker_once
+from bench.results import PartResult, Row, judge, median
+from bench.servers import Lab
 
 GROWTH_TARGET = 0.8
 

@@ -38,28 +38,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import (  # noqa: E402
-    ColdchainProcess,
-    Counters,
-    Databases,
-    Lab,
-    Mosquitto,
-    PartResult,
-    Row,
-    cancel_shipments,
-    create_shipments,
-    judge,
-    lab,
-    machine,
-    median,
-    mosquitto,
-    peak_rss_mb,
-    process_tree,
-    register_loggers,
-    signal_tree,
-    stop_all,
-    write_json,
-)
+from bench.processes import Counters, peak_rss_mb, signal_tree, stop_all  # noqa: E402
+from bench.results import PartResult, Row, judge, machine, median, write_json  # noqa: E402
+from bench.seeding import cancel_shipments, create_shipments, register_loggers  # noqa: E402
+from bench.servers import Databases, Lab, lab, mosquitto  # noqa: E402
+from tests.support.processes import ColdchainProcess, Mosquitto, process_tree  # noqa: E402
 
 LOGGERS = [f"BENCH-{i:02d}" for i in range(10)]
 # The bare subscriber's window: the worker's, ingest.receive_maximum in config/default.toml.
@@ -532,7 +515,7 @@ def print_table(results: list[dict[str, Any]]) -> None:
 
 
 def main() -> None:
-    from bench.common import RESULTS
+    from bench.results import RESULTS
 
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--messages", type=int, default=20000, help="messages of one reading each")

@@ -36,24 +36,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import (  # noqa: E402
-    ColdchainProcess,
-    Counters,
-    Lab,
-    PartResult,
-    Row,
-    create_shipments,
-    judge,
-    machine,
-    mosquitto,
-    percentile,
-    process_tree,
-    register_loggers,
-    stop_all,
-)
 from bench.ingest import publisher, start_workers, worker_env  # noqa: E402
+from bench.processes import Counters, stop_all  # noqa: E402
+from bench.results import PartResult, Row, judge, machine, percentile  # noqa: E402
+from bench.seeding import create_shipments, register_loggers  # noqa: E402
+from bench.servers import Lab, mosquitto  # noqa: E402
 from coldchain.demo import free_port  # noqa: E402
-from tests.support.processes import wait_for_port  # noqa: E402
+from tests.support.processes import ColdchainProcess, process_tree, wait_for_port  # noqa: E402
 
 ALERTS_TOPIC = "coldchain/v1/alerts/excursions"
 P99_TARGET_MS = 250.0

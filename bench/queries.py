@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import PartResult, Row, judge, median  # noqa: E402
+from bench.results import PartResult, Row, judge, median  # noqa: E402
 
 CHART_TARGET_MS = 200.0
 LOG_TARGET_MS = 500.0
@@ -58,7 +58,7 @@ def _rfc3339(time_us: int) -> str:
 
 def probe(args: argparse.Namespace) -> dict[str, Any]:
     """Run one kind of query `repeat` times in this process; return times and memory."""
-    from bench.common import settings_for
+    from bench.servers import settings_for
     from coldchain.app import create_app
 
     settings = settings_for(args.url)

@@ -23,17 +23,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import growth, ingest, latency, queries  # noqa: E402
-from bench.common import (  # noqa: E402
-    ENGINES,
-    RESULTS,
-    Lab,
-    PartResult,
-    Row,
-    lab,
-    machine,
-    write_json,
-)
 from bench.dataset import Dataset  # noqa: E402
+from bench.results import RESULTS, PartResult, Row, machine, write_json  # noqa: E402
+from bench.servers import ENGINES, Lab, lab  # noqa: E402
 
 PARTS = ("ingest", "latency", "queries", "growth")
 # What the issue asks for; smaller sizes are reported as reductions.
