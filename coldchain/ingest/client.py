@@ -122,13 +122,11 @@ class Client(mqtt.Client):
         # the socket's next bytes or the loop's timeout (a PINGRESP left there for the
         # keepalive would even end the connection). So what is buffered is handled here.
         rc = super().loop_read(max_packets)
-        while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self.buffered() and self._sock is not None:
-            step = self._packet_read()
-            if step == MQTTErrorCode.MQTT_ERR_AGAIN:
-                break  # a packet's start: the rest comes with the socket's next bytes
-            if step > 0:
-                return self._loop_rc_handle(step)
-        return rc
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or not self.buffered():
+            return rc
+        # Every packet is at least 2 bytes; a packet's start left at the end waits for the
+        # socket's next bytes, as paho's own reader does.
+        return self.drain(self.buffered(), stop=lambda: not self.buffered())
 
     def buffered(self) -> int:
         """How many received bytes wait to be handled."""
